@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['info', 'demo_table', 'summarize', 'rd_figure', 'run_demo', 'build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #14ec4207
+# %% ../nbs/90_cli.ipynb #e492e8bb
 import argparse
 import platform
 import sys
@@ -22,7 +22,7 @@ from .data import (ImageConversionWarning, cache_dir, find_shared_data, load_ima
                          IMAGE_EXTENSIONS)
 from .metrics import bpp, compression_ratio, image_metrics, png_size
 
-# %% ../nbs/90_cli.ipynb #c61eb903
+# %% ../nbs/90_cli.ipynb #68fbc1c3
 def info() -> dict:
     "What this installation has: versions, compute device, Pillow codecs, and where each course data set was found."
     import torch, PIL, fastai, sklearn, skimage, matplotlib
@@ -42,7 +42,7 @@ def info() -> dict:
         pillow_features=', '.join(f'{f}={"yes" if features.check(f) else "no"}' for f in ('jpg', 'webp', 'jpg_2000', 'avif')),
         samples=f'{len(sample_images())} embedded photos', cache=str(cache_dir()), **{f'data_{k}': v for k, v in data.items()})
 
-# %% ../nbs/90_cli.ipynb #05289a96
+# %% ../nbs/90_cli.ipynb #221255b9
 def demo_table(
     images: dict,                  # name -> uint8 (H, W, 3) image
     codecs=('jpeg', 'webp'),       # codec names (see `caelab.codecs.CODECS`)
@@ -71,7 +71,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
               psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean'))
     return s.reset_index()
 
-# %% ../nbs/90_cli.ipynb #ef7480d5
+# %% ../nbs/90_cli.ipynb #36d99993
 def rd_figure(summary: pd.DataFrame, title: str = 'Rate–distortion on the sample photos (mean over images)'):
     "PSNR–bpp and SSIM–bpp curves, one line per codec, from a `summarize` table."
     import matplotlib.pyplot as plt
@@ -129,7 +129,7 @@ def run_demo(
         for f in written: print(f'  {f}')
     return dict(table=df, summary=summary, files=written, seconds=secs)
 
-# %% ../nbs/90_cli.ipynb #b2712cd6
+# %% ../nbs/90_cli.ipynb #cac50afc
 def _csv(kind):
     def parse(s):
         try: return tuple(kind(x) for x in s.split(',') if x.strip())
