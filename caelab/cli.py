@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['info', 'demo_table', 'summarize', 'rd_figure', 'run_demo', 'build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #e492e8bb
+# %% ../nbs/90_cli.ipynb #5ec01863
 import argparse
 import platform
 import sys
@@ -20,9 +20,9 @@ import caelab
 from .codecs import CODECS, available_codecs, equal_bytes_figure, roundtrip
 from .data import (ImageConversionWarning, cache_dir, find_shared_data, load_images, sample_images,
                          IMAGE_EXTENSIONS)
-from .metrics import bpp, compression_ratio, image_metrics, png_size
+from .metrics import image_metrics, png_size
 
-# %% ../nbs/90_cli.ipynb #68fbc1c3
+# %% ../nbs/90_cli.ipynb #4ee30a59
 def info() -> dict:
     "What this installation has: versions, compute device, Pillow codecs, and where each course data set was found."
     import torch, PIL, fastai, sklearn, skimage, matplotlib
@@ -42,7 +42,7 @@ def info() -> dict:
         pillow_features=', '.join(f'{f}={"yes" if features.check(f) else "no"}' for f in ('jpg', 'webp', 'jpg_2000', 'avif')),
         samples=f'{len(sample_images())} embedded photos', cache=str(cache_dir()), **{f'data_{k}': v for k, v in data.items()})
 
-# %% ../nbs/90_cli.ipynb #221255b9
+# %% ../nbs/90_cli.ipynb #d5e58314
 def demo_table(
     images: dict,                  # name -> uint8 (H, W, 3) image
     codecs=('jpeg', 'webp'),       # codec names (see `caelab.codecs.CODECS`)
@@ -56,9 +56,8 @@ def demo_table(
         for k in codecs:
             for q in ([None] if CODECS[k].lossless else qualities):
                 t0 = time.perf_counter(); data, rec = roundtrip(img, k, q); dt = time.perf_counter() - t0
-                n = len(data)
-                rows.append(dict(image=name, width=w, height=h, codec=k, quality=q, bytes=n, bpp=bpp(n, h, w),
-                                 ratio_raw=compression_ratio(n, h, w), ratio_png=png / n, **image_metrics(img, rec), seconds=dt))
+                m = image_metrics(img, rec, nbytes=len(data), png_bytes=png)
+                rows.append(dict(image=name, width=w, height=h, codec=k, quality=q, bytes=len(data), **m, seconds=dt))
     cols = ['image', 'width', 'height', 'codec', 'quality', 'bytes', 'bpp', 'ratio_raw', 'ratio_png',
             'psnr', 'ssim', 'ms_ssim', 'mse', 'seconds']
     df = pd.DataFrame(rows)
@@ -71,7 +70,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
               psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean'))
     return s.reset_index()
 
-# %% ../nbs/90_cli.ipynb #36d99993
+# %% ../nbs/90_cli.ipynb #961c493f
 def rd_figure(summary: pd.DataFrame, title: str = 'Rate–distortion on the sample photos (mean over images)'):
     "PSNR–bpp and SSIM–bpp curves, one line per codec, from a `summarize` table."
     import matplotlib.pyplot as plt
@@ -122,14 +121,14 @@ def run_demo(
             fig.savefig(out/f'equal_bytes_{name}.png'); plt.close(fig); written.append(out/f'equal_bytes_{name}.png')
     secs = time.perf_counter() - t0
     if echo:
-        print(f'caelab demo: {len(imgs)} images from {source}')
+        print(f'caelab demo: {len(imgs)} image{"s" if len(imgs) != 1 else ""} from {source}')
         with pd.option_context('display.width', 120, 'display.max_columns', 20):
             print(summary.round({'bytes': 0, 'bpp': 3, 'ratio_raw': 1, 'psnr': 2, 'ssim': 4, 'ms_ssim': 4}).to_string(index=False))
         print(f'\nwrote {len(written)} files to {out.resolve()} in {secs:.1f}s:')
         for f in written: print(f'  {f}')
     return dict(table=df, summary=summary, files=written, seconds=secs)
 
-# %% ../nbs/90_cli.ipynb #cac50afc
+# %% ../nbs/90_cli.ipynb #6b38349b
 def _csv(kind):
     def parse(s):
         try: return tuple(kind(x) for x in s.split(',') if x.strip())
