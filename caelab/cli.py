@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['info', 'demo_table', 'summarize', 'rd_figure', 'run_demo', 'build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #5ec01863
+# %% ../nbs/90_cli.ipynb #c2f22a32
 import argparse
 import platform
 import sys
@@ -22,7 +22,7 @@ from .data import (ImageConversionWarning, cache_dir, find_shared_data, load_ima
                          IMAGE_EXTENSIONS)
 from .metrics import image_metrics, png_size
 
-# %% ../nbs/90_cli.ipynb #4ee30a59
+# %% ../nbs/90_cli.ipynb #a3f9151a
 def info() -> dict:
     "What this installation has: versions, compute device, Pillow codecs, and where each course data set was found."
     import torch, PIL, fastai, sklearn, skimage, matplotlib
@@ -42,7 +42,7 @@ def info() -> dict:
         pillow_features=', '.join(f'{f}={"yes" if features.check(f) else "no"}' for f in ('jpg', 'webp', 'jpg_2000', 'avif')),
         samples=f'{len(sample_images())} embedded photos', cache=str(cache_dir()), **{f'data_{k}': v for k, v in data.items()})
 
-# %% ../nbs/90_cli.ipynb #d5e58314
+# %% ../nbs/90_cli.ipynb #dc2c5ae0
 def demo_table(
     images: dict,                  # name -> uint8 (H, W, 3) image
     codecs=('jpeg', 'webp'),       # codec names (see `caelab.codecs.CODECS`)
@@ -70,7 +70,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
               psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean'))
     return s.reset_index()
 
-# %% ../nbs/90_cli.ipynb #961c493f
+# %% ../nbs/90_cli.ipynb #1f68a005
 def rd_figure(summary: pd.DataFrame, title: str = 'Rate–distortion on the sample photos (mean over images)'):
     "PSNR–bpp and SSIM–bpp curves, one line per codec, from a `summarize` table."
     import matplotlib.pyplot as plt
@@ -128,7 +128,7 @@ def run_demo(
         for f in written: print(f'  {f}')
     return dict(table=df, summary=summary, files=written, seconds=secs)
 
-# %% ../nbs/90_cli.ipynb #6b38349b
+# %% ../nbs/90_cli.ipynb #2b323191
 def _csv(kind):
     def parse(s):
         try: return tuple(kind(x) for x in s.split(',') if x.strip())
@@ -151,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--bpp', type=float, default=0.25, help='byte budget of the equal-bytes figures, in bits per pixel (default: 0.25)')
     d.add_argument('--max-images', type=int, help='use only the first N images')
     d.add_argument('--no-figures', action='store_true', help='write only the CSV files')
+    t = sub.add_parser('train', help='train a CAE with the paper\'s recipe and write a checkpoint')
+    t.add_argument('--arch', choices=('pgic', 'mscae'), default='pgic', help='model (default: %(default)s)')
+    t.add_argument('--out', default='cae.pt', help='checkpoint to write (default: %(default)s)')
+    t.add_argument('--data', help='training folder (default: the course photos or CIFAR-10, else the embedded samples)')
+    t.add_argument('--epochs', type=int, default=100, help='at most this many epochs (default: %(default)s)')
+    t.add_argument('--minutes', type=float, help='and at most this many minutes')
+    t.add_argument('--latent-channels', type=int, help='latent channels (default: 64 for pgic, 16 for mscae)')
+    t.add_argument('--loss', choices=('mse', 'composite', 'hf'), default='composite', help='loss (default: %(default)s)')
+    t.add_argument('--crop', type=int, default=256, help='pgic training crop (default: %(default)s)')
+    t.add_argument('--valid-crop', type=int, default=256, help='pgic validation centre crop (default: %(default)s)')
+    t.add_argument('--crops-per-image', type=int, default=8, help='pgic random crops per photo per epoch (default: %(default)s)')
+    t.add_argument('--n', type=int, help='mscae: use a seeded subset of N images')
+    t.add_argument('--bs', type=int, help='batch size (default: 16 for pgic, 64 for mscae)')
+    t.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate (default: %(default)s)')
+    t.add_argument('--seed', type=int, default=42, help='seed (default: %(default)s)')
+    t.add_argument('--half', action='store_true', help='store the weights in float16')
     return p
 
 def main(argv=None) -> int:
@@ -163,6 +179,13 @@ def main(argv=None) -> int:
     try:
         if a.command == 'info':
             for k, v in info().items(): print(f'{k:>15}: {v}')
+        elif a.command == 'train':
+            from caelab.train import train_cae
+            kw = {k: v for k, v in vars(a).items() if k != 'command'}
+            r = train_cae(**kw)
+            m = r['meta']
+            print(f"trained {a.arch} for {m['epochs_run']} epochs in {m['seconds']:.0f}s; best epoch {m['best_epoch']}: "
+                  f"valid PSNR {m['valid']['psnr']:.2f} dB, SSIM {m['valid']['ssim']:.4f}\nwrote {r['path']}")
         elif a.command == 'demo':
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore', ImageConversionWarning)

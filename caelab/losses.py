@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['RESIDUAL_TERMS', 'ResidualOutput', 'laplacian', 'composite_term', 'hf_term', 'ResidualLoss']
 
-# %% ../nbs/04_losses.ipynb #8af019b6
+# %% ../nbs/04_losses.ipynb #560c0b23
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from fastai.callback.core import Callback
 
-# %% ../nbs/04_losses.ipynb #442c902a
+# %% ../nbs/04_losses.ipynb #390fceb0
 class ResidualOutput(nn.Module):
     "Training-time wrapper: `forward(x)` returns `(model(x), x - model(x))`."
     def __init__(self, model: nn.Module): super().__init__(); self.model = model
@@ -20,7 +20,7 @@ class ResidualOutput(nn.Module):
         r = self.model(x)
         return r, x - r
 
-# %% ../nbs/04_losses.ipynb #2957acb8
+# %% ../nbs/04_losses.ipynb #a9e0c022
 _LAPLACE = torch.tensor([[0., -1., 0.], [-1., 4., -1.], [0., -1., 0.]])
 
 def laplacian(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,7 @@ def hf_term(residual: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
 
 RESIDUAL_TERMS = {'mse': None, 'composite': composite_term, 'hf': hf_term}
 
-# %% ../nbs/04_losses.ipynb #4829c666
+# %% ../nbs/04_losses.ipynb #be9ae834
 class ResidualLoss(Callback):
     "Adds a residual term (`'composite'` or `'hf'`) to the loss; wraps the model in `ResidualOutput` during fit."
     order = 100
@@ -52,6 +52,7 @@ class ResidualLoss(Callback):
         if not isinstance(self.learn.model, ResidualOutput): self.learn.model = ResidualOutput(self.learn.model)
     def after_pred(self):
         if isinstance(self.learn.pred, tuple): self.residual, self.learn.pred = self.learn.pred[1], self.learn.pred[0]
+        else: self.residual = self.learn.xb[0] - self.learn.pred   # outside fit (validate, get_preds): same definition
     def after_loss(self):
         self.learn.loss_grad = self.learn.loss_grad + self.term(self.residual, self.weight)
         self.learn.loss = self.learn.loss_grad.clone()
