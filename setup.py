@@ -40,6 +40,7 @@ setuptools.setup(
     classifiers=classifiers,
     packages=setuptools.find_packages(include=[c['lib_path'], c['lib_path'] + '.*']),
     include_package_data=True,
+    package_data={c['lib_path']: ['weights/*.pt']},
     python_requires=f'>={min_py}',
     install_requires=_split('requirements'),
     extras_require={'dev': _split('dev_requirements')},
