@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['held_out_metrics', 'run_ablation', 'ablation_summary']
 
-# %% ../nbs/06_ablation.ipynb #77fb71ba
+# %% ../nbs/06_ablation.ipynb #193ed3e0
 import time
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from .metrics import band_errors, psnr, ssim
 from .train import cae_learner
 from fastai.torch_core import set_seed
 
-# %% ../nbs/06_ablation.ipynb #e03c5c3c
+# %% ../nbs/06_ablation.ipynb #4e830c46
 def held_out_metrics(learn) -> dict:
     "Mean PSNR, SSIM, MSE (on [0,1]) and low/mid/high band MSE of a learner's model on its validation set."
     preds, targs = learn.get_preds()

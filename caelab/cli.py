@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CAE_DEMO_CODECS', 'info', 'demo_codecs', 'demo_table', 'summarize', 'rd_figure', 'run_demo', 'build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #786a8434
+# %% ../nbs/90_cli.ipynb #fa339b75
 import argparse
 import platform
 import sys
@@ -23,7 +23,7 @@ from .data import (ImageConversionWarning, cache_dir, find_shared_data, load_ima
 from .metrics import image_metrics, png_size
 from .models import available_weights, compress, decompress, pretrained
 
-# %% ../nbs/90_cli.ipynb #16ae5948
+# %% ../nbs/90_cli.ipynb #0eb2e38c
 def info() -> dict:
     "What this installation has: versions, compute device, Pillow codecs, and where each course data set was found."
     import torch, PIL, fastai, sklearn, skimage, matplotlib
@@ -44,7 +44,7 @@ def info() -> dict:
         weights=', '.join(available_weights()) or 'none installed',
         samples=f'{len(sample_images())} embedded photos', cache=str(cache_dir()), **{f'data_{k}': v for k, v in data.items()})
 
-# %% ../nbs/90_cli.ipynb #c90d038b
+# %% ../nbs/90_cli.ipynb #6653eed6
 CAE_DEMO_CODECS = {'cae': 'uint8', 'cae-zlib': 'uint8-zlib'}   # the shipped PgIC-CAE with an 8-bit latent
 
 def _cae_codecs(codecs) -> dict:
@@ -91,7 +91,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
               psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean'))
     return s.reset_index()
 
-# %% ../nbs/90_cli.ipynb #18c1b9b2
+# %% ../nbs/90_cli.ipynb #8296910c
 def rd_figure(summary: pd.DataFrame, title: str = 'Rate–distortion on the sample photos (mean over images)'):
     "PSNR–bpp and SSIM–bpp curves, one line per codec, from a `summarize` table."
     import matplotlib.pyplot as plt
@@ -152,7 +152,7 @@ def run_demo(
         for f in written: print(f'  {f}')
     return dict(table=df, summary=summary, files=written, seconds=secs)
 
-# %% ../nbs/90_cli.ipynb #3240cd7e
+# %% ../nbs/90_cli.ipynb #94eaf7eb
 def _csv(kind):
     def parse(s):
         try: return tuple(kind(x) for x in s.split(',') if x.strip())

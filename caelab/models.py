@@ -8,7 +8,7 @@ __all__ = ['MSCAE_LATENTS', 'ARCHS', 'LATENT_MODES', 'Encoder', 'Decoder', 'pgic
            'LatentFormatError', 'pack_latent', 'unpack_latent', 'compress', 'decompress', 'CheckpointError',
            'save_checkpoint', 'load_checkpoint', 'weights_dir', 'available_weights', 'pretrained']
 
-# %% ../nbs/03_models.ipynb #5eeacfa3
+# %% ../nbs/03_models.ipynb #0578db2e
 import io
 import json
 import math
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .data import image_to_tensor, tensor_to_image
 
-# %% ../nbs/03_models.ipynb #dd97aec1
+# %% ../nbs/03_models.ipynb #75bfe034
 class Encoder(nn.Sequential):
     "An encoder: an `nn.Sequential` that remembers its downsampling `factor` and latent channels."
     def __init__(self, *layers, factor:int, latent_channels:int):
@@ -51,7 +51,7 @@ def pgic_decoder(latent_channels:int=64, widths=(256, 128, 64, 32)) -> Decoder:
     return Decoder(*layers, nn.ConvTranspose2d(ci, 3, 3, padding=1), nn.Sigmoid(),
                    factor=2 ** len(widths), latent_channels=latent_channels)
 
-# %% ../nbs/03_models.ipynb #1a4c0166
+# %% ../nbs/03_models.ipynb #7c138826
 MSCAE_LATENTS = (4, 8, 16, 32, 64, 128)   # the paper's "4 to 128" range, as channels of a 4x4 latent
 
 def mscae_encoder(latent_channels:int=16, widths=(32, 64, 128)) -> Encoder:
@@ -68,7 +68,7 @@ def mscae_decoder(latent_channels:int=16, widths=(128, 64, 32)) -> Decoder:
     return Decoder(*layers, nn.Conv2d(ci, 3, 3, padding=1), nn.Sigmoid(),
                    factor=2 ** len(widths), latent_channels=latent_channels)
 
-# %% ../nbs/03_models.ipynb #e62fdc52
+# %% ../nbs/03_models.ipynb #2e9d30ef
 ARCHS = {
     'pgic': (pgic_encoder, pgic_decoder, dict(latent_channels=64)),
     'mscae': (mscae_encoder, mscae_decoder, dict(latent_channels=16)),
@@ -119,7 +119,7 @@ def reconstruct(model: CAE, img: np.ndarray) -> np.ndarray:
     h, w = x.shape[-2:]
     return tensor_to_image(model(pad_to_factor(x, model.factor))[0, :, :h, :w])
 
-# %% ../nbs/03_models.ipynb #b933c17e
+# %% ../nbs/03_models.ipynb #9b7078bd
 def layer_table(model: nn.Module, input_size=(3, 256, 256)):
     "DataFrame of every leaf layer of `model`: name, type, output shape for one `input_size` image, parameters."
     import pandas as pd
@@ -138,7 +138,7 @@ def n_params(model: nn.Module) -> int:
     "Number of parameters of `model`."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/03_models.ipynb #faeed141
+# %% ../nbs/03_models.ipynb #dfdc6e1a
 LATENT_MODES = ('float32', 'float16', 'uint8', 'uint8-zlib')
 _MAGIC, _VERSION = b'CAEL', 1
 _HDR = struct.Struct('<4sBBHHHII')   # magic, version, mode, C, h, w, image height, image width
@@ -197,7 +197,7 @@ def unpack_latent(data: bytes) -> tuple:
     if not torch.isfinite(z).all(): raise LatentFormatError('latent decodes to NaN or infinite values (corrupt data)')
     return z, (H, W)
 
-# %% ../nbs/03_models.ipynb #cb1b4e2a
+# %% ../nbs/03_models.ipynb #37698ebb
 @torch.no_grad()
 def compress(encoder: Encoder, img: np.ndarray, mode:str='uint8') -> bytes:
     "Encode a uint8 (H, W, 3) image of any size with `encoder` and pack its latent as bytes."
@@ -219,7 +219,7 @@ def decompress(decoder: Decoder, data: bytes) -> np.ndarray:
     h, w = (h or y.shape[-2]), (w or y.shape[-1])
     return tensor_to_image(y[:, :h, :w])
 
-# %% ../nbs/03_models.ipynb #e68dbdd3
+# %% ../nbs/03_models.ipynb #b9182387
 class CheckpointError(ValueError):
     "A checkpoint file is missing, corrupt, truncated, or does not match the model it is loaded into."
 
@@ -273,7 +273,7 @@ def load_checkpoint(path, part:str|None=None, map_location='cpu'):
     info = {k: v for k, v in ck.items() if k != 'state_dict'}
     return mod.eval(), info
 
-# %% ../nbs/03_models.ipynb #591e4a3c
+# %% ../nbs/03_models.ipynb #f34d3da5
 def weights_dir() -> Path:
     "Folder of the weights shipped inside the package."
     import caelab

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PAPER_CLAIMS', 'evaluate_cae', 'summarize_results', 'evaluate_cifar', 'claims_table', 'throughput']
 
-# %% ../nbs/07_results.ipynb #8c7468bd
+# %% ../nbs/07_results.ipynb #94c95619
 import json
 import time
 from pathlib import Path
@@ -19,7 +19,7 @@ from .data import image_to_tensor, load_image, tensor_to_image
 from .metrics import image_metrics, mse, psnr, ssim
 from .models import LATENT_MODES, compress, decompress, pack_latent, unpack_latent
 
-# %% ../nbs/07_results.ipynb #422387a1
+# %% ../nbs/07_results.ipynb #dd7bb0af
 def evaluate_cae(
     model,                           # a trained `CAE`
     images: dict,                    # name -> uint8 (H, W, 3) image
@@ -54,7 +54,7 @@ def summarize_results(df: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, 'images', df.groupby('codec', sort=False).size())
     return out.reset_index()
 
-# %% ../nbs/07_results.ipynb #ed5a8722
+# %% ../nbs/07_results.ipynb #1faee486
 @torch.no_grad()
 def evaluate_cifar(model, files, mode: str = 'uint8', baselines=('webp', 'jpeg'), bs: int = 256) -> pd.DataFrame:
     "Per CIFAR-style 32x32 file: CAE bytes (and payload bytes), bpp, PSNR, SSIM, MSE; baselines at equal bytes."
@@ -83,7 +83,7 @@ def evaluate_cifar(model, files, mode: str = 'uint8', baselines=('webp', 'jpeg')
                                  mse01=mse(img, brec) / 255 ** 2, quality=q))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_results.ipynb #292dbb3a
+# %% ../nbs/07_results.ipynb #edab0e96
 PAPER_CLAIMS = dict(ssim=0.975, psnr=30.0, mse01=0.005, value_ratio=12.0)
 
 def claims_table(summary: pd.DataFrame, codec: str = 'cae-uint8') -> pd.DataFrame:
@@ -95,7 +95,7 @@ def claims_table(summary: pd.DataFrame, codec: str = 'cae-uint8') -> pd.DataFram
             ('compression ratio', '12:1 (values)', f"{r.value_ratio:.0f}:1 values, {r.ratio_raw:.1f}:1 bytes ({r.bpp:.2f} bpp)")]
     return pd.DataFrame(rows, columns=['claim', 'paper', f'ours ({codec})'])
 
-# %% ../nbs/07_results.ipynb #3df26e6f
+# %% ../nbs/07_results.ipynb #990aacd6
 @torch.no_grad()
 def throughput(model, size=(512, 768), reps: int = 5, mode: str = 'uint8', device=None) -> dict:
     "Encode and decode speed of `model` in megapixels per second (median of `reps` after one warm-up)."
