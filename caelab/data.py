@@ -8,7 +8,7 @@ __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'CAE_VALID_PCT', 'MSCAE_VALID_PCT',
            'DataFallbackWarning', 'cache_dir', 'find_shared_data', 'is_fallback', 'RandomCropFlip', 'CenterCrop',
            'load_images', 'image_dls', 'cifar10_folder', 'cifar10_dls', 'download_imagewoof', 'download_cifar10']
 
-# %% ../nbs/00_data.ipynb #0f0dbf1d
+# %% ../nbs/00_data.ipynb #0a68b601
 import io
 import os
 import random
@@ -25,7 +25,7 @@ from fastai.data.transforms import IntToFloatTensor, RandomSplitter, get_image_f
 from fastai.torch_core import TensorCategory, TensorImage
 from fasttransform import ItemTransform, Transform
 
-# %% ../nbs/00_data.ipynb #eeccd28f
+# %% ../nbs/00_data.ipynb #10a3f65f
 MAX_PIXELS = 100_000_000  # refuse images with more pixels than this (decompression-bomb guard); override per call
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
 
@@ -35,7 +35,7 @@ class ImageLoadError(ValueError):
 class ImageConversionWarning(UserWarning):
     "An image was converted (colour mode, alpha, bit depth, orientation, frames) on loading."
 
-# %% ../nbs/00_data.ipynb #9d0d4336
+# %% ../nbs/00_data.ipynb #dfb414ab
 def _describe(src) -> str:
     if isinstance(src, (str, os.PathLike)): return str(src)
     if isinstance(src, (bytes, bytearray, memoryview)): return f'<{len(src)} bytes>'
@@ -71,7 +71,7 @@ def _to_rgb(im: Image.Image, name: str, background, notes: list) -> np.ndarray:
     notes.append(f'{mode} image converted to RGB by Pillow')
     return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
 
-# %% ../nbs/00_data.ipynb #1ea9f14c
+# %% ../nbs/00_data.ipynb #6a7ad03f
 def load_image(
     src,                        # path, bytes, binary file object, PIL image or uint8 array
     max_pixels:int|None=None,   # refuse larger images (default: `MAX_PIXELS`)
@@ -136,7 +136,7 @@ def load_image(
     if info: return out, dict(name=name, format=fmt, height=out.shape[0], width=out.shape[1], nbytes=nbytes, conversions=notes)
     return out
 
-# %% ../nbs/00_data.ipynb #5f2ea2ad
+# %% ../nbs/00_data.ipynb #94657a93
 def image_to_tensor(img: np.ndarray, device=None) -> torch.Tensor:
     "uint8 (H, W, 3) or (N, H, W, 3) array to a float32 tensor in [0, 1], (3, H, W) or (N, 3, H, W)."
     a = np.asarray(img)
@@ -152,7 +152,7 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     u = t.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     return (u.permute(1, 2, 0) if t.ndim == 3 else u.permute(0, 2, 3, 1)).contiguous().numpy()
 
-# %% ../nbs/00_data.ipynb #57f0e507
+# %% ../nbs/00_data.ipynb #c8b2d3f4
 def sample_image_paths() -> dict:
     "Files of the real photographs shipped inside scikit-image, scikit-learn and matplotlib, by name."
     import skimage.data, sklearn.datasets, matplotlib
@@ -174,7 +174,7 @@ def sample_images() -> dict:
     if not imgs: raise RuntimeError('no sample photos found: are scikit-image, scikit-learn and matplotlib installed?')
     return imgs
 
-# %% ../nbs/00_data.ipynb #ed85df6b
+# %% ../nbs/00_data.ipynb #ab15d648
 class DataFallbackWarning(UserWarning):
     "The requested data set was not found and the embedded sample photos are used instead."
 
@@ -231,7 +231,7 @@ def is_fallback(path) -> bool:
     "True if `path` is the embedded-sample fallback made by `find_shared_data`."
     return Path(path).resolve().is_relative_to((cache_dir()/'samples').resolve())
 
-# %% ../nbs/00_data.ipynb #b664df7c
+# %% ../nbs/00_data.ipynb #ddc8e8e4
 def _crop_all(items, top, left, h, w, flip_h=False, flip_v=False):
     out = []
     for t in items:
@@ -276,7 +276,7 @@ class CenterCrop(ItemTransform):
         h, w = self.size
         return _crop_all(x, (H - h)//2, (W - w)//2, h, w)
 
-# %% ../nbs/00_data.ipynb #6b3c64b1
+# %% ../nbs/00_data.ipynb #2a3cacdb
 CAE_VALID_PCT, MSCAE_VALID_PCT = 0.2, 0.1   # the papers' train/validation splits (80/20 and 90/10)
 
 def load_images(files, max_pixels:int|None=None, quiet:bool=False) -> tuple:
@@ -305,6 +305,21 @@ class _Pick(Transform):
     def __init__(self, tensors): super().__init__(); self.tensors = tensors
     def encodes(self, i): return TensorImage(self.tensors[i])
 
+def _pair_dls(imgs, files, target_tfm, valid_pct, seed, after_item, bs, val_bs, device, num_workers, repeat=1):
+    "DataLoaders of (image, image) pairs, or (image, target_tfm(i)), from in-memory arrays with a seeded split."
+    tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in imgs]
+    train_idx, valid_idx = RandomSplitter(valid_pct, seed=seed)(range(len(tensors)))
+    if len(valid_idx) == 0: raise ValueError(f'valid_pct={valid_pct} leaves no validation image out of {len(tensors)}')
+    pick = _Pick(tensors)
+    dsets = Datasets(list(range(len(tensors))), tfms=[[pick], [target_tfm or pick]],
+                     splits=(list(train_idx) * repeat, list(valid_idx)), n_inp=1)
+    dls = dsets.dataloaders(bs=bs, val_bs=val_bs, after_item=after_item, after_batch=[IntToFloatTensor()],
+                            device=device, num_workers=num_workers)
+    dls.files = files
+    dls.train_files = [files[i] for i in train_idx]
+    dls.valid_files = [files[i] for i in valid_idx]
+    return dls
+
 def image_dls(
     source,                          # folder (searched recursively) or list of image files
     crop=256,                        # training crop size, int or (h, w)
@@ -322,22 +337,14 @@ def image_dls(
     files = _as_files(source)
     imgs, files, bad = load_images(files, max_pixels=max_pixels)
     if len(imgs) < 2: raise ValueError(f'need at least 2 readable images to split, found {len(imgs)}')
-    tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in imgs]
-    train_idx, valid_idx = RandomSplitter(valid_pct, seed=seed)(range(len(tensors)))
-    if len(valid_idx) == 0: raise ValueError(f'valid_pct={valid_pct} leaves no validation image out of {len(tensors)}')
-    pick = _Pick(tensors)
-    dsets = Datasets(list(range(len(tensors))), tfms=[[pick], [pick]],
-                     splits=(list(train_idx) * crops_per_image, list(valid_idx)), n_inp=1)
     if valid_crop == 'same': valid_crop = crop
     after_item = [RandomCropFlip(crop, p_hflip, p_vflip)] + ([CenterCrop(valid_crop)] if valid_crop is not None else [])
-    dls = dsets.dataloaders(bs=bs, val_bs=bs if valid_crop is not None else 1, after_item=after_item,
-                            after_batch=[IntToFloatTensor()], device=device, num_workers=num_workers)
-    dls.files, dls.skipped = files, bad
-    dls.train_files = [files[i] for i in train_idx]
-    dls.valid_files = [files[i] for i in valid_idx]
+    dls = _pair_dls(imgs, files, None, valid_pct, seed, after_item, bs, bs if valid_crop is not None else 1,
+                    device, num_workers, repeat=crops_per_image)
+    dls.skipped = bad
     return dls
 
-# %% ../nbs/00_data.ipynb #183f3014
+# %% ../nbs/00_data.ipynb #8d0b4873
 def cifar10_folder(path=None, split:str='train') -> tuple:
     "Files, integer labels and class names of a CIFAR-10-style folder `path/<split>/<class>/*.png`."
     path = Path(path) if path is not None else find_shared_data('cifar10')
@@ -377,19 +384,12 @@ def cifar10_dls(
     labels = np.array([label_of[f] for f in files])        # unreadable files were skipped with their labels
     sizes = {a.shape[:2] for a in imgs}
     if len(sizes) != 1: raise ValueError(f'CIFAR-style images must all have one size, found {sorted(sizes)}')
-    tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in imgs]
-    train_idx, valid_idx = RandomSplitter(valid_pct, seed=seed)(range(len(tensors)))
-    pick = _Pick(tensors)
-    second = [pick] if target == 'image' else [_Label(labels)]
-    dsets = Datasets(list(range(len(tensors))), tfms=[[pick], second], splits=(list(train_idx), list(valid_idx)), n_inp=1)
-    size = next(iter(sizes))
-    dls = dsets.dataloaders(bs=bs, after_item=[RandomCropFlip(size, p_hflip)], after_batch=[IntToFloatTensor()],
-                            device=device, num_workers=num_workers)
-    dls.files, dls.labels, dls.classes = files, labels, classes
-    dls.train_files = [files[i] for i in train_idx]; dls.valid_files = [files[i] for i in valid_idx]
+    dls = _pair_dls(imgs, files, _Label(labels) if target == 'label' else None, valid_pct, seed,
+                    [RandomCropFlip(next(iter(sizes)), p_hflip)], bs, bs, device, num_workers)
+    dls.labels, dls.classes = labels, classes
     return dls
 
-# %% ../nbs/00_data.ipynb #6cf104ed
+# %% ../nbs/00_data.ipynb #664fca72
 def download_imagewoof(size:int=320) -> Path:
     "Download fastai's Imagewoof (dog breeds, the Stanford-Dogs stand-in) at `size` 160, 320 or full (0); returns its folder."
     from fastai.data.external import URLs, untar_data

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PAPER_CLAIMS', 'evaluate_cae', 'summarize_results', 'evaluate_cifar', 'claims_table', 'throughput']
 
-# %% ../nbs/07_results.ipynb #94c95619
+# %% ../nbs/07_results.ipynb #5b30babe
 import json
 import time
 from pathlib import Path
@@ -17,9 +17,9 @@ import torch
 from .codecs import encode_to_budget
 from .data import image_to_tensor, load_image, tensor_to_image
 from .metrics import image_metrics, mse, psnr, ssim
-from .models import LATENT_MODES, compress, decompress, pack_latent, unpack_latent
+from .models import LATENT_HEADER_BYTES, LATENT_MODES, compress, decompress, pack_latent, unpack_latent
 
-# %% ../nbs/07_results.ipynb #dd7bb0af
+# %% ../nbs/07_results.ipynb #0486422b
 def evaluate_cae(
     model,                           # a trained `CAE`
     images: dict,                    # name -> uint8 (H, W, 3) image
@@ -54,7 +54,7 @@ def summarize_results(df: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, 'images', df.groupby('codec', sort=False).size())
     return out.reset_index()
 
-# %% ../nbs/07_results.ipynb #1faee486
+# %% ../nbs/07_results.ipynb #6c20f6db
 @torch.no_grad()
 def evaluate_cifar(model, files, mode: str = 'uint8', baselines=('webp', 'jpeg'), bs: int = 256) -> pd.DataFrame:
     "Per CIFAR-style 32x32 file: CAE bytes (and payload bytes), bpp, PSNR, SSIM, MSE; baselines at equal bytes."
@@ -69,7 +69,7 @@ def evaluate_cifar(model, files, mode: str = 'uint8', baselines=('webp', 'jpeg')
             zq, _ = unpack_latent(data)
             rec = tensor_to_image(model.decoder(zq[None].to(model.device))[0])
             c = zq.shape[0]
-            payload = len(data) - 20 - (4 * c if mode.startswith('uint8') else 0)
+            payload = len(data) - LATENT_HEADER_BYTES - (4 * c if mode.startswith('uint8') else 0)
             name = Path(files[i + j]).stem
             rows.append(dict(image=name, codec=f'cae-{mode}', bytes=len(data), payload_bytes=payload,
                              bpp=8 * len(data) / 1024, payload_bpp=8 * payload / 1024, ratio_raw=3072 / len(data),
@@ -83,7 +83,7 @@ def evaluate_cifar(model, files, mode: str = 'uint8', baselines=('webp', 'jpeg')
                                  mse01=mse(img, brec) / 255 ** 2, quality=q))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_results.ipynb #edab0e96
+# %% ../nbs/07_results.ipynb #648fbc1a
 PAPER_CLAIMS = dict(ssim=0.975, psnr=30.0, mse01=0.005, value_ratio=12.0)
 
 def claims_table(summary: pd.DataFrame, codec: str = 'cae-uint8') -> pd.DataFrame:
@@ -95,7 +95,7 @@ def claims_table(summary: pd.DataFrame, codec: str = 'cae-uint8') -> pd.DataFram
             ('compression ratio', '12:1 (values)', f"{r.value_ratio:.0f}:1 values, {r.ratio_raw:.1f}:1 bytes ({r.bpp:.2f} bpp)")]
     return pd.DataFrame(rows, columns=['claim', 'paper', f'ours ({codec})'])
 
-# %% ../nbs/07_results.ipynb #990aacd6
+# %% ../nbs/07_results.ipynb #423668ed
 @torch.no_grad()
 def throughput(model, size=(512, 768), reps: int = 5, mode: str = 'uint8', device=None) -> dict:
     "Encode and decode speed of `model` in megapixels per second (median of `reps` after one warm-up)."
