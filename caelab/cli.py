@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CAE_DEMO_CODECS', 'info', 'demo_codecs', 'demo_table', 'summarize', 'rd_figure', 'run_demo', 'build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #fa339b75
+# %% ../nbs/90_cli.ipynb #d5547ee6
 import argparse
 import platform
 import sys
@@ -18,12 +18,11 @@ import pandas as pd
 
 import caelab
 from .codecs import CODECS, available_codecs, equal_bytes_figure, roundtrip
-from .data import (ImageConversionWarning, cache_dir, find_shared_data, load_images, sample_images,
-                         IMAGE_EXTENSIONS)
+from .data import ImageConversionWarning, cache_dir, find_shared_data, image_files, load_images, sample_images
 from .metrics import image_metrics, png_size
 from .models import available_weights, compress, decompress, pretrained
 
-# %% ../nbs/90_cli.ipynb #0eb2e38c
+# %% ../nbs/90_cli.ipynb #331e8d9a
 def info() -> dict:
     "What this installation has: versions, compute device, Pillow codecs, and where each course data set was found."
     import torch, PIL, fastai, sklearn, skimage, matplotlib
@@ -44,7 +43,7 @@ def info() -> dict:
         weights=', '.join(available_weights()) or 'none installed',
         samples=f'{len(sample_images())} embedded photos', cache=str(cache_dir()), **{f'data_{k}': v for k, v in data.items()})
 
-# %% ../nbs/90_cli.ipynb #6653eed6
+# %% ../nbs/90_cli.ipynb #116f840b
 CAE_DEMO_CODECS = {'cae': 'uint8', 'cae-zlib': 'uint8-zlib'}   # the shipped PgIC-CAE with an 8-bit latent
 
 def _cae_codecs(codecs) -> dict:
@@ -91,7 +90,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
               psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean'))
     return s.reset_index()
 
-# %% ../nbs/90_cli.ipynb #8296910c
+# %% ../nbs/90_cli.ipynb #eecfbc48
 def rd_figure(summary: pd.DataFrame, title: str = 'Rate–distortion on the sample photos (mean over images)'):
     "PSNR–bpp and SSIM–bpp curves, one line per codec, from a `summarize` table."
     import matplotlib.pyplot as plt
@@ -126,8 +125,7 @@ def run_demo(
     else:
         p = Path(images) if isinstance(images, (str, Path)) else None
         if p is not None and not p.exists(): raise ValueError(f'{p}: no such file or folder')
-        files = ([p] if p.is_file() else sorted(f for f in p.rglob('*') if f.suffix.lower() in IMAGE_EXTENSIONS)) if p else list(images)
-        arrs, kept, bad = load_images(files, quiet=True)
+        arrs, kept, bad = load_images(image_files(images), quiet=True)
         for f, e in bad.items(): print(f'skipped: {e}', file=sys.stderr)
         if not arrs: raise ValueError(f'no readable images in {images}')
         imgs, source = {Path(f).stem: a for f, a in zip(kept, arrs)}, str(images)
@@ -152,7 +150,7 @@ def run_demo(
         for f in written: print(f'  {f}')
     return dict(table=df, summary=summary, files=written, seconds=secs)
 
-# %% ../nbs/90_cli.ipynb #94eaf7eb
+# %% ../nbs/90_cli.ipynb #f967f289
 def _csv(kind):
     def parse(s):
         try: return tuple(kind(x) for x in s.split(',') if x.strip())

@@ -6,9 +6,10 @@
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'CAE_VALID_PCT', 'MSCAE_VALID_PCT', 'ImageLoadError', 'ImageConversionWarning',
            'load_image', 'image_to_tensor', 'tensor_to_image', 'sample_image_paths', 'sample_images',
            'DataFallbackWarning', 'cache_dir', 'find_shared_data', 'is_fallback', 'RandomCropFlip', 'CenterCrop',
-           'load_images', 'image_dls', 'cifar10_folder', 'cifar10_dls', 'download_imagewoof', 'download_cifar10']
+           'load_images', 'image_files', 'image_dls', 'cifar10_folder', 'cifar10_dls', 'download_imagewoof',
+           'download_cifar10']
 
-# %% ../nbs/00_data.ipynb #0a68b601
+# %% ../nbs/00_data.ipynb #f8df958b
 import io
 import os
 import random
@@ -25,7 +26,7 @@ from fastai.data.transforms import IntToFloatTensor, RandomSplitter, get_image_f
 from fastai.torch_core import TensorCategory, TensorImage
 from fasttransform import ItemTransform, Transform
 
-# %% ../nbs/00_data.ipynb #10a3f65f
+# %% ../nbs/00_data.ipynb #05ce83d5
 MAX_PIXELS = 100_000_000  # refuse images with more pixels than this (decompression-bomb guard); override per call
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
 
@@ -35,7 +36,7 @@ class ImageLoadError(ValueError):
 class ImageConversionWarning(UserWarning):
     "An image was converted (colour mode, alpha, bit depth, orientation, frames) on loading."
 
-# %% ../nbs/00_data.ipynb #dfb414ab
+# %% ../nbs/00_data.ipynb #e0b5cf7a
 def _describe(src) -> str:
     if isinstance(src, (str, os.PathLike)): return str(src)
     if isinstance(src, (bytes, bytearray, memoryview)): return f'<{len(src)} bytes>'
@@ -71,7 +72,7 @@ def _to_rgb(im: Image.Image, name: str, background, notes: list) -> np.ndarray:
     notes.append(f'{mode} image converted to RGB by Pillow')
     return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
 
-# %% ../nbs/00_data.ipynb #6a7ad03f
+# %% ../nbs/00_data.ipynb #a5e41c6b
 def load_image(
     src,                        # path, bytes, binary file object, PIL image or uint8 array
     max_pixels:int|None=None,   # refuse larger images (default: `MAX_PIXELS`)
@@ -136,7 +137,7 @@ def load_image(
     if info: return out, dict(name=name, format=fmt, height=out.shape[0], width=out.shape[1], nbytes=nbytes, conversions=notes)
     return out
 
-# %% ../nbs/00_data.ipynb #94657a93
+# %% ../nbs/00_data.ipynb #c42b329f
 def image_to_tensor(img: np.ndarray, device=None) -> torch.Tensor:
     "uint8 (H, W, 3) or (N, H, W, 3) array to a float32 tensor in [0, 1], (3, H, W) or (N, 3, H, W)."
     a = np.asarray(img)
@@ -152,7 +153,7 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     u = t.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     return (u.permute(1, 2, 0) if t.ndim == 3 else u.permute(0, 2, 3, 1)).contiguous().numpy()
 
-# %% ../nbs/00_data.ipynb #c8b2d3f4
+# %% ../nbs/00_data.ipynb #246d27b7
 def sample_image_paths() -> dict:
     "Files of the real photographs shipped inside scikit-image, scikit-learn and matplotlib, by name."
     import skimage.data, sklearn.datasets, matplotlib
@@ -174,7 +175,7 @@ def sample_images() -> dict:
     if not imgs: raise RuntimeError('no sample photos found: are scikit-image, scikit-learn and matplotlib installed?')
     return imgs
 
-# %% ../nbs/00_data.ipynb #ab15d648
+# %% ../nbs/00_data.ipynb #07351b00
 class DataFallbackWarning(UserWarning):
     "The requested data set was not found and the embedded sample photos are used instead."
 
@@ -231,7 +232,7 @@ def is_fallback(path) -> bool:
     "True if `path` is the embedded-sample fallback made by `find_shared_data`."
     return Path(path).resolve().is_relative_to((cache_dir()/'samples').resolve())
 
-# %% ../nbs/00_data.ipynb #ddc8e8e4
+# %% ../nbs/00_data.ipynb #8fb93245
 def _crop_all(items, top, left, h, w, flip_h=False, flip_v=False):
     out = []
     for t in items:
@@ -276,7 +277,7 @@ class CenterCrop(ItemTransform):
         h, w = self.size
         return _crop_all(x, (H - h)//2, (W - w)//2, h, w)
 
-# %% ../nbs/00_data.ipynb #2a3cacdb
+# %% ../nbs/00_data.ipynb #36cd8389
 CAE_VALID_PCT, MSCAE_VALID_PCT = 0.2, 0.1   # the papers' train/validation splits (80/20 and 90/10)
 
 def load_images(files, max_pixels:int|None=None, quiet:bool=False) -> tuple:
@@ -290,7 +291,8 @@ def load_images(files, max_pixels:int|None=None, quiet:bool=False) -> tuple:
         warnings.warn(f'skipped {len(bad)} unreadable file(s): ' + '; '.join(bad.values()), stacklevel=2)
     return imgs, kept, bad
 
-def _as_files(source) -> list:
+def image_files(source) -> list:
+    "Image files of a folder (recursive, sorted), a single file, or a list of paths, as `Path`s."
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if not p.exists(): raise ValueError(f'{p}: no such folder or file')
@@ -334,7 +336,7 @@ def image_dls(
     num_workers:int=0,               # DataLoader workers (images are in memory: 0 is usually fastest)
 ) -> DataLoaders:
     "fastai `DataLoaders` of `(x, x)` crops from `source` for training autoencoders, with a seeded split."
-    files = _as_files(source)
+    files = image_files(source)
     imgs, files, bad = load_images(files, max_pixels=max_pixels)
     if len(imgs) < 2: raise ValueError(f'need at least 2 readable images to split, found {len(imgs)}')
     if valid_crop == 'same': valid_crop = crop
@@ -344,7 +346,7 @@ def image_dls(
     dls.skipped = bad
     return dls
 
-# %% ../nbs/00_data.ipynb #8d0b4873
+# %% ../nbs/00_data.ipynb #ad799fea
 def cifar10_folder(path=None, split:str='train') -> tuple:
     "Files, integer labels and class names of a CIFAR-10-style folder `path/<split>/<class>/*.png`."
     path = Path(path) if path is not None else find_shared_data('cifar10')
@@ -389,7 +391,7 @@ def cifar10_dls(
     dls.labels, dls.classes = labels, classes
     return dls
 
-# %% ../nbs/00_data.ipynb #664fca72
+# %% ../nbs/00_data.ipynb #4b4372df
 def download_imagewoof(size:int=320) -> Path:
     "Download fastai's Imagewoof (dog breeds, the Stanford-Dogs stand-in) at `size` 160, 320 or full (0); returns its folder."
     from fastai.data.external import URLs, untar_data

@@ -6,7 +6,7 @@
 __all__ = ['PAPER_ADAM', 'psnr01', 'ssim01', 'TimeBudget', 'cae_learner', 'patch_fastai_distributed', 'ddp_check', 'train_cae',
            'batch_size_sweep']
 
-# %% ../nbs/05_training.ipynb #ebb17699
+# %% ../nbs/05_training.ipynb #2ec928a7
 import json
 import os
 import platform
@@ -34,7 +34,7 @@ from .losses import RESIDUAL_TERMS, ResidualLoss
 from .metrics import psnr, ssim
 from .models import CAE, reconstruct, save_checkpoint
 
-# %% ../nbs/05_training.ipynb #19dc0c7c
+# %% ../nbs/05_training.ipynb #5c255999
 def psnr01(pred, targ):
     "Mean PSNR (dB, peak 1) of a batch of [0, 1] reconstructions against their targets (a 0-d tensor)."
     return torch.as_tensor(psnr(pred.detach().float().clamp(0, 1), targ.detach().float(), data_range=1.0))
@@ -45,7 +45,7 @@ def ssim01(pred, targ):
 
 PAPER_ADAM = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.0)   # Keras' Adam defaults, as the paper used
 
-# %% ../nbs/05_training.ipynb #29a028e4
+# %% ../nbs/05_training.ipynb #b90397e2
 class TimeBudget(Callback):
     "Stop `fit` once `minutes` of wall-clock time have passed (checked after every batch)."
     order = 90
@@ -57,7 +57,7 @@ class TimeBudget(Callback):
     def after_epoch(self):
         if self.stopped: raise CancelFitException()
 
-# %% ../nbs/05_training.ipynb #86b31010
+# %% ../nbs/05_training.ipynb #322cced4
 def cae_learner(
     dls,                          # fastai DataLoaders of (x, x) pairs (see `caelab.data`)
     arch: str = 'pgic',           # 'pgic' or 'mscae'
@@ -93,7 +93,7 @@ def cae_learner(
                             optimizer='Adam(b1=0.9, b2=0.999, eps=1e-7, wd=0)')
     return learn
 
-# %% ../nbs/05_training.ipynb #4be27a25
+# %% ../nbs/05_training.ipynb #f3b85cce
 def _broadcast_on_backend(self, t, rank):
     "`DistributedDL._broadcast` for any backend: CUDA tensors for NCCL, CPU tensors for gloo."
     dev = 'cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu'
@@ -136,7 +136,19 @@ def ddp_check(nproc:int=2, timeout:int=300, **kw) -> dict:
                 max_diff_between_ranks=max(float((r['final'][k] - f0[k]).abs().max()) for r in ranks[1:] for k in f0),
                 max_change_from_init=max(float((f0[k] - ranks[0]['init'][k]).abs().max()) for k in f0))
 
-# %% ../nbs/05_training.ipynb #e601622e
+# %% ../nbs/05_training.ipynb #8a725089
+def _arch_dls(arch, data, seed, bs, crop=256, valid_crop=256, crops_per_image=8, n=None, device=None):
+    "The data each paper trains on: (folder, seeded DataLoaders); the global seed is set first (it seeds shuffling)."
+    set_seed(seed, reproducible=True)
+    if arch == 'pgic':
+        data = Path(data) if data else find_shared_data('photos')
+        return data, image_dls(data, crop=crop, valid_crop=valid_crop, bs=bs or 16, crops_per_image=crops_per_image,
+                               valid_pct=CAE_VALID_PCT, seed=seed, device=device)
+    if arch == 'mscae':
+        data = Path(data) if data else find_shared_data('cifar10')
+        return data, cifar10_dls(data, n=n, bs=bs or 64, valid_pct=MSCAE_VALID_PCT, seed=seed, device=device)
+    raise ValueError(f"arch must be 'pgic' or 'mscae', got {arch!r}")
+
 def _command(**kw) -> str:
     "The `caelab train` command line equivalent to a `train_cae` call."
     parts = ['caelab', 'train']
@@ -169,15 +181,7 @@ def train_cae(
                    loss=loss, crop=crop if arch == 'pgic' else None, valid_crop=valid_crop if arch == 'pgic' else None,
                    crops_per_image=crops_per_image if arch == 'pgic' else None, n=n, bs=bs, lr=lr, seed=seed,
                    half=half)
-    set_seed(seed, reproducible=True)   # before the DataLoaders: their shuffling rng is drawn from the global state
-    if arch == 'pgic':
-        data = Path(data) if data else find_shared_data('photos')
-        dls = image_dls(data, crop=crop, valid_crop=valid_crop, bs=bs or 16, crops_per_image=crops_per_image,
-                        valid_pct=CAE_VALID_PCT, seed=seed, device=device)
-    elif arch == 'mscae':
-        data = Path(data) if data else find_shared_data('cifar10')
-        dls = cifar10_dls(data, n=n, bs=bs or 64, valid_pct=MSCAE_VALID_PCT, seed=seed, device=device)
-    else: raise ValueError(f"arch must be 'pgic' or 'mscae', got {arch!r}")
+    data, dls = _arch_dls(arch, data, seed, bs, crop, valid_crop, crops_per_image, n, device)
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         learn = cae_learner(dls, arch, latent_channels, loss=loss, lr=lr, seed=seed, minutes=minutes, path=tmp)
@@ -199,7 +203,7 @@ def train_cae(
     path = save_checkpoint(learn.model, out, meta=meta, half=half)
     return dict(learn=learn, path=path, meta=meta)
 
-# %% ../nbs/05_training.ipynb #4c1e3cc3
+# %% ../nbs/05_training.ipynb #0615157b
 def batch_size_sweep(
     bss=(8, 16, 32, 64, 256),  # batch sizes (the paper's)
     arch: str = 'pgic',
@@ -214,11 +218,7 @@ def batch_size_sweep(
     import pandas as pd
     rows = []
     for bs in bss:
-        set_seed(seed, reproducible=True)
-        if arch == 'pgic':
-            dls = image_dls(data or find_shared_data('photos'), crop=crop, valid_crop=valid_crop, bs=bs,
-                            crops_per_image=crops_per_image, valid_pct=CAE_VALID_PCT, seed=seed)
-        else: dls = cifar10_dls(data or find_shared_data('cifar10'), n=n, bs=bs, valid_pct=MSCAE_VALID_PCT, seed=seed)
+        _, dls = _arch_dls(arch, data, seed, bs, crop, valid_crop, crops_per_image, n)
         learn = cae_learner(dls, arch, loss=loss, seed=seed, save_best=None)
         t0 = time.time()
         with learn.no_bar(): learn.fit(epochs)
