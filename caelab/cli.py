@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CAE_DEMO_CODECS', 'info', 'demo_codecs', 'demo_table', 'summarize', 'rd_figure', 'run_demo', 'build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #d5547ee6
+# %% ../nbs/90_cli.ipynb #ea32b118
 import argparse
 import platform
 import sys
@@ -22,7 +22,7 @@ from .data import ImageConversionWarning, cache_dir, find_shared_data, image_fil
 from .metrics import image_metrics, png_size
 from .models import available_weights, compress, decompress, pretrained
 
-# %% ../nbs/90_cli.ipynb #331e8d9a
+# %% ../nbs/90_cli.ipynb #9207569a
 def info() -> dict:
     "What this installation has: versions, compute device, Pillow codecs, and where each course data set was found."
     import torch, PIL, fastai, sklearn, skimage, matplotlib
@@ -43,7 +43,7 @@ def info() -> dict:
         weights=', '.join(available_weights()) or 'none installed',
         samples=f'{len(sample_images())} embedded photos', cache=str(cache_dir()), **{f'data_{k}': v for k, v in data.items()})
 
-# %% ../nbs/90_cli.ipynb #116f840b
+# %% ../nbs/90_cli.ipynb #dc18a57f
 CAE_DEMO_CODECS = {'cae': 'uint8', 'cae-zlib': 'uint8-zlib'}   # the shipped PgIC-CAE with an 8-bit latent
 
 def _cae_codecs(codecs) -> dict:
@@ -90,7 +90,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
               psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean'))
     return s.reset_index()
 
-# %% ../nbs/90_cli.ipynb #eecfbc48
+# %% ../nbs/90_cli.ipynb #908ae51e
 def rd_figure(summary: pd.DataFrame, title: str = 'Rate–distortion on the sample photos (mean over images)'):
     "PSNR–bpp and SSIM–bpp curves, one line per codec, from a `summarize` table."
     import matplotlib.pyplot as plt
@@ -150,12 +150,22 @@ def run_demo(
         for f in written: print(f'  {f}')
     return dict(table=df, summary=summary, files=written, seconds=secs)
 
-# %% ../nbs/90_cli.ipynb #f967f289
+# %% ../nbs/90_cli.ipynb #0f911a63
 def _csv(kind):
     def parse(s):
         try: return tuple(kind(x) for x in s.split(',') if x.strip())
         except ValueError: raise argparse.ArgumentTypeError(f'expected comma-separated {kind.__name__} values, got {s!r}')
     return parse
+
+def _chapter_commands() -> list:
+    "The `add_*_commands` functions of the chapters that contribute subcommands."
+    from caelab.bench import add_bench_commands
+    from caelab.store import add_store_commands
+    from caelab.transfer import add_transfer_commands
+    from caelab.dashboard import add_dashboard_commands
+    return [add_bench_commands, add_store_commands, add_transfer_commands, add_dashboard_commands]
+
+_COMMAND_MODULES = _chapter_commands()
 
 def build_parser() -> argparse.ArgumentParser:
     "The `caelab` argument parser with its subcommands."
@@ -189,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate (default: %(default)s)')
     t.add_argument('--seed', type=int, default=42, help='seed (default: %(default)s)')
     t.add_argument('--half', action='store_true', help='store the weights in float16')
+    for add in _COMMAND_MODULES: add(sub)          # bench, store, serve, send: each chapter's own subcommands
     return p
 
 def main(argv=None) -> int:
@@ -196,6 +207,10 @@ def main(argv=None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     if a.command is None: p.print_help(); return 0
+    if hasattr(a, 'handler'):                      # a chapter's subcommand: it prints its own errors, returns its status
+        import matplotlib
+        if argv is None: matplotlib.use('Agg')
+        return a.handler(a)
     import matplotlib
     if argv is None: matplotlib.use('Agg')     # a shell run draws to files only
     try:
