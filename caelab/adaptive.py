@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['image_features', 'Choice', 'choose_format']
 
-# %% ../nbs/09_adaptive.ipynb #9189705b
+# %% ../nbs/09_adaptive.ipynb #6c8f04c0
 import io
 import time
 from dataclasses import dataclass, field
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .baselines import BASELINES, available_baselines, compress_image
+from .baselines import BASELINES, Compressed, available_baselines, compress_image
 from .metrics import bpp, psnr, ssim
 
-# %% ../nbs/09_adaptive.ipynb #081e21ba
+# %% ../nbs/09_adaptive.ipynb #e665af0b
 def image_features(img: np.ndarray) -> dict:
     "Features that predict which format wins: size, distinct colours, luma entropy, edge density, flat fraction, alpha."
     from skimage.filters import sobel
@@ -37,21 +37,15 @@ def image_features(img: np.ndarray) -> dict:
                 flat_fraction=float((img[:, 1:] == img[:, :-1]).all(-1).mean()) if w > 1 else 1.0,
                 alpha=has_alpha)
 
-# %% ../nbs/09_adaptive.ipynb #c34b54aa
+# %% ../nbs/09_adaptive.ipynb #1fc9a7d6
 @dataclass
-class Choice:
-    "The format `choose_format` picked: codec, setting, the real bytes and decoded image, quality, and why."
-    codec: str
-    setting: object
-    data: bytes = field(repr=False)
-    decoded: np.ndarray = field(repr=False)
+class Choice(Compressed):
+    "The format `choose_format` picked: a `Compressed` (codec, setting, real bytes, decoded image) plus its quality and why."
     psnr: float = float('nan')
     ssim: float = float('nan')
     reasons: str = ''
     tried: pd.DataFrame = field(default=None, repr=False)
     features: dict = field(default=None, repr=False)
-    @property
-    def nbytes(self) -> int: return len(self.data)
 
 _ALPHA_CODECS = {'png': ('PNG', {'optimize': True}), 'webp': ('WEBP', {'method': 6}),
                  'webp-lossless': ('WEBP', {'lossless': True, 'quality': 80, 'method': 4})}
@@ -132,7 +126,7 @@ def choose_format(
         raise ValueError(f'no candidate meets the target ({target}); tried {len(log)} settings of {", ".join(codecs)}'
                          + (f'; skipped {"; ".join(skipped)}' if skipped else ''))
     quality_target = min_psnr is not None or min_ssim is not None
-    key = (lambda c: results[c][0]['bytes']) if quality_target else (lambda c: -results[c][0][prefer])
+    key = (lambda c: results[c][0]['bytes']) if quality_target else (lambda c: (-results[c][0][prefer], results[c][0]['bytes']))  # ties: fewer bytes
     win = min(results, key=key)
     row, data, rec = results[win]
     lines = [f'target: {target}; image {feats["width"]}x{feats["height"]}, {feats["colours"]:,} colours, '
@@ -146,4 +140,4 @@ def choose_format(
             lines.append(f'  {c}: no setting met the target ({(tried.codec == c).sum()} tried)')
     lines += [f'  {s}' for s in skipped]
     lines.append(f'chose {win}: ' + ('the smallest file that meets the target' if quality_target else f'the highest {prefer.upper()} within the budget'))
-    return Choice(win, row['setting'], data, rec, row['psnr'], row['ssim'], '\n'.join(lines), tried, feats)
+    return Choice(win, row['setting'], data, rec, psnr=row['psnr'], ssim=row['ssim'], reasons='\n'.join(lines), tried=tried, features=feats)
