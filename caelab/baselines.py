@@ -7,7 +7,7 @@ __all__ = ['BASELINES', 'BaselineFormatError', 'pack_bits', 'unpack_bits', 'kmea
            'pca_decode', 'DatasetPCA', 'Baseline', 'available_baselines', 'Compressed', 'decompress_image',
            'compress_image', 'sweep', 'mscae_size_tables']
 
-# %% ../nbs/08_baselines.ipynb #ad828705
+# %% ../nbs/08_baselines.ipynb #8d142168
 import io
 import struct
 import time
@@ -22,7 +22,7 @@ from .codecs import CODECS, decode as pil_decode, encode as pil_encode
 from .data import load_image
 from .metrics import bpp, image_metrics, psnr, ssim
 
-# %% ../nbs/08_baselines.ipynb #a3e0a9c0
+# %% ../nbs/08_baselines.ipynb #d8438b3a
 class BaselineFormatError(ValueError):
     "Bytes given to a K-Means or PCA decoder are not a valid container (wrong magic, version, truncated or corrupt)."
 
@@ -59,7 +59,7 @@ def unpack_bits(data: bytes, nbits: int, n: int) -> np.ndarray:
     bits = np.unpackbits(np.frombuffer(data, np.uint8))[:n * nbits].reshape(n, nbits).astype(np.uint16)
     return (bits << np.arange(nbits - 1, -1, -1, dtype=np.uint16)).sum(1).astype(np.uint16)
 
-# %% ../nbs/08_baselines.ipynb #fbece5ee
+# %% ../nbs/08_baselines.ipynb #5dec06cc
 def kmeans_encode(img: np.ndarray, colours: int = 16, sample: int = 20_000, seed: int = 0) -> bytes:
     "Quantise `img` to `colours` K-Means colours and return the container bytes (header, palette, packed indices)."
     from sklearn.cluster import KMeans
@@ -99,7 +99,7 @@ def kmeans_decode(data: bytes) -> np.ndarray:
     if idx.max(initial=0) >= k: raise BaselineFormatError('K-Means data is corrupt: an index points past the palette')
     return palette[idx].reshape(h, w, 3)
 
-# %% ../nbs/08_baselines.ipynb #5abb3b45
+# %% ../nbs/08_baselines.ipynb #e30ebadb
 def _blocks(img, b):
     h, w = img.shape[:2]
     H, W = -(-h // b) * b, -(-w // b) * b
@@ -156,7 +156,7 @@ def pca_decode(data: bytes) -> np.ndarray:
     q = np.frombuffer(body, np.uint8).reshape(n, c).astype(np.float32)
     return _unblocks((q * step + lo) @ basis + mean, b, H, W, h, w)
 
-# %% ../nbs/08_baselines.ipynb #81823502
+# %% ../nbs/08_baselines.ipynb #db857424
 class DatasetPCA:
     "PCA fitted on a set of equal-size images (e.g. CIFAR-10): a shared basis, and per image only 8-bit coefficients."
     _HDR = struct.Struct('<4sBH')          # magic, version, components
@@ -194,7 +194,7 @@ class DatasetPCA:
         x = (q * self.step.astype(np.float32) + self.lo.astype(np.float32)) @ self.basis.astype(np.float32) + self.mean.astype(np.float32)
         return np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(self.shape)
 
-# %% ../nbs/08_baselines.ipynb #4da72bc8
+# %% ../nbs/08_baselines.ipynb #e65d9fc3
 @dataclass(frozen=True)
 class Baseline:
     "One compression method: its setting (what it means, slider range, default sweep) and whether it is lossless."
@@ -232,7 +232,7 @@ def available_baselines() -> list:
         out.append(k)
     return out
 
-# %% ../nbs/08_baselines.ipynb #8002a0db
+# %% ../nbs/08_baselines.ipynb #3f989c81
 @dataclass
 class Compressed:
     "The result of `compress_image`: the real encoded bytes, the decoded image, and the encode/decode times."
@@ -304,7 +304,7 @@ def compress_image(img: np.ndarray, codec: str = 'jpeg', setting=None) -> Compre
     if rec.shape != img.shape: raise RuntimeError(f'{codec} decoded {rec.shape} from a {img.shape} image')
     return Compressed(codec, s, data, rec, t1 - t0, t2 - t1)
 
-# %% ../nbs/08_baselines.ipynb #fa665c3d
+# %% ../nbs/08_baselines.ipynb #79324109
 def sweep(images: dict, codecs=None, settings: dict|None = None, metrics: bool = True) -> pd.DataFrame:
     "Per image, codec and setting: bytes, bpp, PSNR, SSIM (and MS-SSIM, MSE), encode and decode seconds."
     codecs = available_baselines() if codecs is None else list(codecs)
@@ -322,7 +322,7 @@ def sweep(images: dict, codecs=None, settings: dict|None = None, metrics: bool =
                 rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/08_baselines.ipynb #7b0cdf61
+# %% ../nbs/08_baselines.ipynb #145c6481
 def _value_count(method, img, setting):
     h, w = img.shape[:2]
     if method == 'kmeans': return 3 * setting + h * w            # palette entries + one index per pixel

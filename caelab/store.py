@@ -10,7 +10,7 @@ __all__ = ['KEY_PREFIX', 'KEY_BYTES', 'KEY_CHARS', 'MIN_PASSPHRASE', 'SCRYPT_DEF
            'derive_keys', 'passphrase_material', 'compress_image', 'decompress_image', 'default_store_path',
            'pixels_sha256', 'StoredImage', 'SecureStore', 'load_test', 'add_store_commands']
 
-# %% ../nbs/11_store.ipynb #1ea1a4be
+# %% ../nbs/11_store.ipynb #15fa4e6a
 import argparse
 import base64
 import functools
@@ -41,7 +41,7 @@ from .codecs import encode as codec_encode
 from .data import ImageLoadError, load_image
 from .metrics import psnr, ssim
 
-# %% ../nbs/11_store.ipynb #a4a07920
+# %% ../nbs/11_store.ipynb #0afbf2c6
 class StoreError(ValueError):
     "Base of every error the secure store raises; the message names the problem."
 
@@ -72,7 +72,7 @@ class BadImageError(StoreError):
 class StoreBusyError(StoreError):
     "The database stayed locked by other writers for longer than the store's timeout."
 
-# %% ../nbs/11_store.ipynb #e854b58d
+# %% ../nbs/11_store.ipynb #24c123f2
 KEY_PREFIX = 'cs1_'   # caelab store key, format 1
 KEY_BYTES = 32        # 256 bits of key material
 KEY_CHARS = 43        # base64url characters for 32 bytes, without padding
@@ -108,7 +108,7 @@ def parse_key(key) -> bytes:
     if format_key(raw) != k: raise MalformedKeyError('malformed key: its last character is not valid (a typo?)')
     return raw
 
-# %% ../nbs/11_store.ipynb #85282f3f
+# %% ../nbs/11_store.ipynb #db72a487
 _HKDF_LOOKUP = b'caelab-store/v1 lookup id'
 _HKDF_CIPHER = b'caelab-store/v1 aes-256-gcm key'
 MIN_PASSPHRASE = 12                                  # characters
@@ -130,7 +130,7 @@ def passphrase_material(passphrase: str, salt: bytes, n: int = SCRYPT_DEFAULTS['
         raise InvalidKeyError(f'passphrase too short: {len(passphrase)} characters, at least {MIN_PASSPHRASE} required')
     return Scrypt(salt=salt, length=KEY_BYTES, n=n, r=r, p=p).derive(passphrase.encode('utf-8'))
 
-# %% ../nbs/11_store.ipynb #7fca1d42
+# %% ../nbs/11_store.ipynb #32e54a27
 RECORD_FORMAT = 1
 _CLEAR_FIELDS = ('record_id', 'fmt', 'key_kind', 'created_at', 'codec', 'width', 'height', 'payload_bytes')
 
@@ -150,7 +150,7 @@ def _open_sealed(cipher_key: bytes, part: str, row, nonce, ciphertext) -> bytes:
         raise IntegrityError(f'record {row["record_id"]}: its {part} failed authentication; the row was tampered with '
                              'or corrupted, so nothing is returned') from None
 
-# %% ../nbs/11_store.ipynb #237479e7
+# %% ../nbs/11_store.ipynb #2f3315cc
 STORE_CODECS = ('auto', 'jpeg', 'webp', 'png', 'cae')
 CAE_MODEL = 'pgic64'
 AUTO_QUALITY = 90
@@ -211,7 +211,7 @@ def _expected_pixels(img: np.ndarray, codec: str, quality) -> np.ndarray:
         return codec_decode(png if len(png) < len(webp) else webp)
     return codec_decode(codec_encode(img, codec, quality))
 
-# %% ../nbs/11_store.ipynb #3798f9e5
+# %% ../nbs/11_store.ipynb #dea6601d
 SCHEMA_VERSION = 2
 APP_ID = 0x43414553   # 'CAES'
 _SQLITE_MAGIC = b'SQLite format 3\x00'
@@ -258,7 +258,7 @@ _WRITE_META = 'INSERT INTO meta (name, value) VALUES (?, ?)'
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
 _COLUMNS = 'SELECT name FROM pragma_table_info(?)'
 
-# %% ../nbs/11_store.ipynb #a41143f0
+# %% ../nbs/11_store.ipynb #b8b123d2
 _before_commit = None   # test hook: called with the record id inside put's transaction, just before COMMIT
 
 def default_store_path() -> Path:
@@ -299,7 +299,7 @@ class StoredImage:
     payload: bytes
     original: bytes|None = None
 
-# %% ../nbs/11_store.ipynb #bc31852f
+# %% ../nbs/11_store.ipynb #e74b2c38
 class SecureStore:
     "An encrypted SQLite store of compressed images, keyed by random 256-bit keys (or passphrases) that it never stores."
     def __init__(self,
@@ -611,7 +611,7 @@ class SecureStore:
             out.append(d)
         return out
 
-# %% ../nbs/11_store.ipynb #c165558f
+# %% ../nbs/11_store.ipynb #503f0603
 def _load_worker(db, wid, ops, codecs, size, put_fraction, seed, barrier, queue):
     "One load-test process: plan `ops` operations, wait at `barrier`, run them against the store at `db`, report to `queue`."
     out = dict(worker=wid, puts=[], put_ms=[], get_ms=[], gets=0, mismatches=0, errors=[], busy_retries=0,
@@ -712,7 +712,7 @@ def load_test(
                 put_ms_p50=pct(put_ms, 50), put_ms_p95=pct(put_ms, 95), get_ms_p50=pct(get_ms, 50), get_ms_p95=pct(get_ms, 95),
                 put_ms_p50_by_codec=by_codec('put_ms'), get_ms_p50_by_codec=by_codec('get_ms'), cpus=os.cpu_count())
 
-# %% ../nbs/11_store.ipynb #6b9da1c3
+# %% ../nbs/11_store.ipynb #fad5bcc8
 def _read_passphrase(confirm: bool = False) -> str:
     pw = os.environ.get('CAELAB_STORE_PASSPHRASE')
     if pw is not None: return pw
