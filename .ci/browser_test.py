@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
+# Debian's packages by default; elsewhere (e.g. GitHub's Ubuntu runners, which ship Google Chrome) set these two
+CHROMIUM = os.environ.get('CAELAB_CHROMIUM', '/usr/bin/chromium')
+CHROMEDRIVER = os.environ.get('CAELAB_CHROMEDRIVER', '/usr/bin/chromedriver')
 FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
          '--disable-component-update', '--disable-sync']
 EXTRA = ['--no-first-run', '--no-default-browser-check', '--disable-dev-shm-usage', '--window-size=1400,1500',
