@@ -6,7 +6,7 @@
 __all__ = ['run_sweep', 'summarize_sweep', 'bd_rate', 'bd_psnr', 'bd_table', 'quality_at', 'rd_figure', 'markdown_report',
            'run_bench', 'load_results', 'add_bench_commands', 'cae_vs_jpeg75']
 
-# %% ../nbs/10_bench.ipynb #1a88e2b6
+# %% ../nbs/10_bench.ipynb #67c64411
 import json
 import platform
 import sys
@@ -19,9 +19,9 @@ import pandas as pd
 
 from .baselines import BASELINES, available_baselines, compress_image
 from .data import ImageLoadError, image_files, load_image
-from .metrics import bpp, image_metrics, ms_ssim, ms_ssim_min_side, mse, psnr, ssim
+from .metrics import bpp, image_metrics
 
-# %% ../nbs/10_bench.ipynb #cba97aa6
+# %% ../nbs/10_bench.ipynb #6642e31f
 def _load_all(source, max_images=None, max_pixels=None) -> tuple:
     "Images from a folder, a file list or a dict; unreadable files are reported, not fatal."
     if isinstance(source, dict): return dict(list(source.items())[:max_images]), []
@@ -31,15 +31,6 @@ def _load_all(source, max_images=None, max_pixels=None) -> tuple:
         try: images[Path(f).stem] = load_image(f, quiet=True, **({'max_pixels': max_pixels} if max_pixels else {}))
         except (ImageLoadError, ValueError) as e: problems.append((str(f), str(e)))
     return images, problems
-
-def _quality(img, rec, with_ms=True) -> dict:
-    "MSE, PSNR, SSIM and (optionally) MS-SSIM of one pair; SSIMs in float32 torch as in `image_metrics`."
-    import torch
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
-    o, r = t(img), t(rec)
-    out = dict(mse=mse(img, rec), psnr=psnr(img, rec), ssim=ssim(o, r), ms_ssim=np.nan)
-    if with_ms and min(img.shape[:2]) > ms_ssim_min_side(): out['ms_ssim'] = ms_ssim(o, r)
-    return out
 
 def run_sweep(
     source,                      # folder, list of files, or dict name -> uint8 (H, W, 3) image
@@ -65,14 +56,14 @@ def run_sweep(
         try: r = compress_image(img, c, s)
         except ValueError as e:
             problems.append((f'{name} {c} {s}', str(e))); continue
-        m = _quality(img, r.decoded, ms_ssim)
+        m = image_metrics(img, r.decoded, with_ms_ssim=ms_ssim)      # no `nbytes`: no PNG re-encoding per setting
         rows.append(dict(image=name, height=h, width=w, codec=c, setting=r.setting, bytes=r.nbytes, bpp=bpp(r.nbytes, h, w),
-                         psnr=m['psnr'], ssim=m['ssim'], ms_ssim=m.get('ms_ssim', np.nan), mse=m['mse'],
+                         psnr=m['psnr'], ssim=m['ssim'], ms_ssim=np.nan if m['ms_ssim'] is None else m['ms_ssim'], mse=m['mse'],
                          encode_s=r.encode_s, decode_s=r.decode_s,
                          encode_mps=h * w / 1e6 / max(r.encode_s, 1e-9), decode_mps=h * w / 1e6 / max(r.decode_s, 1e-9)))
     return pd.DataFrame(rows), problems
 
-# %% ../nbs/10_bench.ipynb #c4a140b9
+# %% ../nbs/10_bench.ipynb #0c4cb8db
 def summarize_sweep(per_image: pd.DataFrame) -> pd.DataFrame:
     "Per codec and setting: images, mean bytes and bpp, mean PSNR, pooled-MSE PSNR, mean SSIM/MS-SSIM, speeds."
     df = per_image.copy()
@@ -88,7 +79,7 @@ def summarize_sweep(per_image: pd.DataFrame) -> pd.DataFrame:
     cols = ['codec', 'setting', 'images', 'bytes', 'bpp', 'psnr', 'psnr_pooled', 'ssim', 'ms_ssim', 'mse', 'encode_mps', 'decode_mps']
     return out[cols].sort_values(['codec', 'bpp'], kind='stable').reset_index(drop=True)
 
-# %% ../nbs/10_bench.ipynb #8a6e8612
+# %% ../nbs/10_bench.ipynb #615594f2
 def _curve(rate, dist):
     r, d = np.asarray(rate, float), np.asarray(dist, float)
     ok = np.isfinite(r) & np.isfinite(d) & (r > 0)
@@ -126,7 +117,7 @@ def bd_psnr(rate_anchor, psnr_anchor, rate_test, psnr_test, method: str = 'pchip
     la, pa = _curve(rate_anchor, psnr_anchor); lt, pt = _curve(rate_test, psnr_test)
     return float(_avg_gap(la, pa, lt, pt, method))
 
-# %% ../nbs/10_bench.ipynb #d9a1d94e
+# %% ../nbs/10_bench.ipynb #534d5c74
 def bd_table(summary: pd.DataFrame, metric: str = 'psnr', method: str = 'pchip', min_points: int = 3) -> pd.DataFrame:
     "BD-rate (%) and BD-`metric` of every codec (test) against every other (anchor) with at least `min_points` settings."
     curves = {c: (g.bpp.values, g[metric].values) for c, g in summary.groupby('codec', sort=False)
@@ -152,7 +143,7 @@ def quality_at(summary: pd.DataFrame, rates=(0.25, 0.5, 1.0, 2.0), metric: str =
         out[c] = [float(f(np.log10(r))) for r in rates]
     return pd.DataFrame(out, index=[f'{metric}@{r:g}bpp' for r in rates]).T
 
-# %% ../nbs/10_bench.ipynb #c4094c42
+# %% ../nbs/10_bench.ipynb #5d6f63c3
 def rd_figure(summary: pd.DataFrame, metric: str = 'psnr', title: str = '', logx: bool = True):
     "Rate–distortion curves (mean over images) of every codec: `metric` against bits per pixel."
     import matplotlib.pyplot as plt
@@ -194,7 +185,7 @@ def _md(df: pd.DataFrame) -> str:
     rows = [[f(i)] + [f(v) for v in r] for i, r in zip(df.index, df.itertuples(index=False))]
     return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows])
 
-# %% ../nbs/10_bench.ipynb #578cf83f
+# %% ../nbs/10_bench.ipynb #1af6975d
 def run_bench(
     data,                            # folder of images (or list of files, or dict of images)
     codecs=('jpeg', 'webp', 'jpeg2000'),
@@ -233,7 +224,7 @@ def load_results(folder) -> tuple:
     if not (folder/'summary.csv').exists(): raise ValueError(f'no benchmark results in {folder} (summary.csv missing)')
     return pd.read_csv(folder/'per_image.csv'), pd.read_csv(folder/'summary.csv')
 
-# %% ../nbs/10_bench.ipynb #b60810ce
+# %% ../nbs/10_bench.ipynb #40ce43ec
 def _settings_arg(s: str) -> dict:
     out = {}
     for part in filter(None, s.split(',')):
@@ -268,7 +259,7 @@ def add_bench_commands(sub):
     b.add_argument('--quiet', action='store_true', help='no progress bar')
     b.set_defaults(handler=_bench_handler)
 
-# %% ../nbs/10_bench.ipynb #7153694a
+# %% ../nbs/10_bench.ipynb #0024559e
 def cae_vs_jpeg75(summary: pd.DataFrame, cae: str = 'cae') -> pd.DataFrame:
     "The CAE paper's claim, in bytes: CAE vs JPEG q75, and the JPEG rate that matches the CAE's PSNR and SSIM."
     from scipy.interpolate import PchipInterpolator

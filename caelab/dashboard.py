@@ -11,7 +11,7 @@ __all__ = ['EXTRA_CAES', 'TABLE_COLUMNS', 'VIEWS', 'MAX_UPLOAD_BYTES', 'MAX_UPLO
            'benchmark_curves', 'curve_point', 'rd_explorer_figure', 'fig_png', 'RDExplorer', 'latency_figure',
            'StorePanel', 'TransferPanel', 'Dashboard', 'app_notebook', 'add_dashboard_commands']
 
-# %% ../nbs/13_dashboard.ipynb #de1df7d4
+# %% ../nbs/13_dashboard.ipynb #749f7bc9
 import html
 import io
 import json
@@ -32,10 +32,10 @@ from PIL import Image, ImageDraw
 
 from .baselines import BASELINES, available_baselines, compress_image
 from .data import ImageLoadError, cache_dir, find_shared_data, image_files, load_image, sample_images
-from .metrics import bpp, compression_ratio, psnr, spectrum_difference, ssim
+from .metrics import bpp, compression_ratio, image_metrics, psnr, spectrum_difference, ssim
 from .models import LATENT_MODES, available_weights, compress, decompress, pretrained
 
-# %% ../nbs/13_dashboard.ipynb #88de5ce4
+# %% ../nbs/13_dashboard.ipynb #bd114c86
 @dataclass(frozen=True)
 class Knob:
     "A codec as the dashboards offer it: name, label, and the control of its one setting (slider or choices)."
@@ -93,7 +93,7 @@ def dashboard_codecs() -> dict:
             out[k] = Knob(k, label, 'mode', default='uint8', options=modes, sweep=modes)
     return out
 
-# %% ../nbs/13_dashboard.ipynb #0acbd893
+# %% ../nbs/13_dashboard.ipynb #3a10977d
 @dataclass
 class Run:
     "One codec run on one image: the setting used, the size of the real encoded bytes, the decoded image, the time."
@@ -120,18 +120,17 @@ def run_codec(img: np.ndarray, codec: str, setting=None) -> Run:
     c = compress_image(img, codec, setting)
     return Run(codec, c.setting, int(c.nbytes), c.decoded, time.perf_counter() - t0)
 
-# %% ../nbs/13_dashboard.ipynb #07ca198d
+# %% ../nbs/13_dashboard.ipynb #5535d562
 TABLE_COLUMNS = ['codec', 'label', 'setting', 'bytes', 'bpp', 'ratio', 'psnr', 'ssim', 'seconds']
-
-def _chw(a): return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
 
 def metrics_row(img: np.ndarray, run: Run, knob: Knob|None=None) -> dict:
     "The dashboard's table row for `run` on `img`: bytes, bpp, ratio to raw 24-bit, PSNR (dB), SSIM, seconds."
     h, w = img.shape[:2]
     knob = knob or dashboard_codecs()[run.codec]
+    m = image_metrics(img, run.decoded, with_ms_ssim=False)
     return dict(codec=run.codec, label=knob.label, setting=knob.fmt(run.setting), bytes=run.nbytes,
                 bpp=bpp(run.nbytes, h, w), ratio=compression_ratio(run.nbytes, h, w, 3),
-                psnr=psnr(img, run.decoded), ssim=ssim(_chw(img), _chw(run.decoded)), seconds=run.seconds)
+                psnr=m['psnr'], ssim=m['ssim'], seconds=run.seconds)
 
 def _key(setting):
     return round(float(setting), 6) if isinstance(setting, (int, float, np.integer, np.floating)) else setting
@@ -179,7 +178,7 @@ class Evaluator:
         k = self._k(codec, setting) + (metric,)
         if k not in self.scores:
             rec = self.run(codec, setting).decoded
-            self.scores[k] = psnr(self.img, rec) if metric == 'psnr' else ssim(_chw(self.img), _chw(rec))
+            self.scores[k] = psnr(self.img, rec) if metric == 'psnr' else image_metrics(self.img, rec, with_ms_ssim=False)['ssim']
         return self.scores[k]
 
     def row(self, codec, setting=None) -> dict:
@@ -215,7 +214,7 @@ def compare(img: np.ndarray, settings: dict) -> tuple:
     ev = Evaluator(img)
     return ev.table(settings), {k: ev.run(k, s).decoded for k, s in settings.items()}
 
-# %% ../nbs/13_dashboard.ipynb #a31c521a
+# %% ../nbs/13_dashboard.ipynb #2b3687c9
 def _colorize(a: np.ndarray, cmap: str, vmin: float, vmax: float) -> np.ndarray:
     import matplotlib
     x = np.clip((np.asarray(a, np.float32) - vmin) / max(vmax - vmin, 1e-12), 0, 1)
@@ -303,7 +302,7 @@ def png_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO(); Image.fromarray(a).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
 
-# %% ../nbs/13_dashboard.ipynb #87a61db5
+# %% ../nbs/13_dashboard.ipynb #4a262c62
 class UploadError(ValueError):
     "An uploaded file cannot be used as an image; the message says why."
 
@@ -355,7 +354,7 @@ def upload_value(name: str, data: bytes, mime: str = 'application/octet-stream')
     return (dict(name=name, type=mime, size=len(data), content=memoryview(bytes(data)),
                  last_modified=datetime.now(timezone.utc)),)
 
-# %% ../nbs/13_dashboard.ipynb #4358c0f9
+# %% ../nbs/13_dashboard.ipynb #55351c66
 import ipywidgets as W
 
 _CSS = '''<style>
@@ -604,7 +603,7 @@ class CompareDashboard(Panel):
         box.add_class('caelab-dashboard'); box.add_class('caelab-compare')
         return box
 
-# %% ../nbs/13_dashboard.ipynb #d57ac8cd
+# %% ../nbs/13_dashboard.ipynb #dfba0c1c
 def time_setting_changes(dash: CompareDashboard, codec: str = 'jpeg', values=(60, 40, 20, 10)) -> pd.DataFrame:
     "Seconds from setting `codec` to each of `values` to the updated table and views (each must change the table)."
     rows = []
@@ -617,7 +616,7 @@ def time_setting_changes(dash: CompareDashboard, codec: str = 'jpeg', values=(60
         rows.append(dict(codec=codec, value=v, seconds=dt))
     return pd.DataFrame(rows)
 
-# %% ../nbs/13_dashboard.ipynb #482bec06
+# %% ../nbs/13_dashboard.ipynb #905b779e
 class BudgetError(ValueError):
     "A codec cannot produce a file within the byte budget."
 
@@ -729,7 +728,7 @@ def fig_png(fig, dpi: int = 80) -> bytes:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi); plt.close(fig)
     return buf.getvalue()
 
-# %% ../nbs/13_dashboard.ipynb #aa978d9c
+# %% ../nbs/13_dashboard.ipynb #d6da7273
 class RDExplorer(Panel):
     "Rate–distortion curves of the codecs ticked in a `CompareDashboard`, markers at their settings, and equal bytes."
     def __init__(self, compare: CompareDashboard,
@@ -819,7 +818,7 @@ class RDExplorer(Panel):
         self.stale = False
         if self.last_error: self.last_error = ''; self.say('')
 
-# %% ../nbs/13_dashboard.ipynb #bf98a6af
+# %% ../nbs/13_dashboard.ipynb #c765648c
 def latency_figure(rows: pd.DataFrame, title: str|None=None):
     "Stacked bars per codec: encode, transfer and decode milliseconds of `caelab.transfer` rows, with total and size."
     import matplotlib.pyplot as plt
@@ -967,7 +966,7 @@ class TransferPanel(Panel):
         "Stop the local receiver."
         if self.receiver is not None: self.receiver.close(); self.receiver = None
 
-# %% ../nbs/13_dashboard.ipynb #3fccec7d
+# %% ../nbs/13_dashboard.ipynb #2060d35b
 class Dashboard:
     "The class dashboards in tabs — Compare, Rate–distortion, Store, Transfer — sharing the image and codec settings."
     def __init__(self, store=None, **kwargs):  # `store`: for `StorePanel`; the rest: for `CompareDashboard`
@@ -992,7 +991,7 @@ class Dashboard:
 
     def _repr_mimebundle_(self, **kw): return _bundle(self, **kw)
 
-# %% ../nbs/13_dashboard.ipynb #feb04153
+# %% ../nbs/13_dashboard.ipynb #44b4c2e1
 def app_notebook(path) -> Path:
     "Write the one-cell dashboard notebook (what `voila` serves) to `path`."
     nb = dict(nbformat=4, nbformat_minor=5, metadata=dict(kernelspec=dict(name='python3', display_name='Python 3',

@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'CAE_VALID_PCT', 'MSCAE_VALID_PCT', 'ImageLoadError', 'ImageConversionWarning',
-           'load_image', 'image_to_tensor', 'tensor_to_image', 'sample_image_paths', 'sample_images',
+           'load_image', 'image_to_tensor', 'tensor_to_image', 'pixels_sha256', 'sample_image_paths', 'sample_images',
            'DataFallbackWarning', 'cache_dir', 'find_shared_data', 'is_fallback', 'RandomCropFlip', 'CenterCrop',
            'load_images', 'image_files', 'image_dls', 'cifar10_folder', 'cifar10_dls', 'download_imagewoof',
            'download_cifar10']
 
-# %% ../nbs/00_data.ipynb #f8df958b
+# %% ../nbs/00_data.ipynb #30496a36
+import hashlib
 import io
 import os
 import random
@@ -26,7 +27,7 @@ from fastai.data.transforms import IntToFloatTensor, RandomSplitter, get_image_f
 from fastai.torch_core import TensorCategory, TensorImage
 from fasttransform import ItemTransform, Transform
 
-# %% ../nbs/00_data.ipynb #05ce83d5
+# %% ../nbs/00_data.ipynb #27b170c0
 MAX_PIXELS = 100_000_000  # refuse images with more pixels than this (decompression-bomb guard); override per call
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
 
@@ -36,7 +37,7 @@ class ImageLoadError(ValueError):
 class ImageConversionWarning(UserWarning):
     "An image was converted (colour mode, alpha, bit depth, orientation, frames) on loading."
 
-# %% ../nbs/00_data.ipynb #e0b5cf7a
+# %% ../nbs/00_data.ipynb #5cfec526
 def _describe(src) -> str:
     if isinstance(src, (str, os.PathLike)): return str(src)
     if isinstance(src, (bytes, bytearray, memoryview)): return f'<{len(src)} bytes>'
@@ -72,7 +73,7 @@ def _to_rgb(im: Image.Image, name: str, background, notes: list) -> np.ndarray:
     notes.append(f'{mode} image converted to RGB by Pillow')
     return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
 
-# %% ../nbs/00_data.ipynb #a5e41c6b
+# %% ../nbs/00_data.ipynb #7b488827
 def load_image(
     src,                        # path, bytes, binary file object, PIL image or uint8 array
     max_pixels:int|None=None,   # refuse larger images (default: `MAX_PIXELS`)
@@ -137,7 +138,7 @@ def load_image(
     if info: return out, dict(name=name, format=fmt, height=out.shape[0], width=out.shape[1], nbytes=nbytes, conversions=notes)
     return out
 
-# %% ../nbs/00_data.ipynb #c42b329f
+# %% ../nbs/00_data.ipynb #0ff29073
 def image_to_tensor(img: np.ndarray, device=None) -> torch.Tensor:
     "uint8 (H, W, 3) or (N, H, W, 3) array to a float32 tensor in [0, 1], (3, H, W) or (N, 3, H, W)."
     a = np.asarray(img)
@@ -153,7 +154,12 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     u = t.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     return (u.permute(1, 2, 0) if t.ndim == 3 else u.permute(0, 2, 3, 1)).contiguous().numpy()
 
-# %% ../nbs/00_data.ipynb #246d27b7
+def pixels_sha256(img: np.ndarray) -> str:
+    "SHA-256 (hex) of a uint8 image's shape and pixel bytes: equal hashes mean bit-identical images."
+    a = np.ascontiguousarray(img, dtype=np.uint8)
+    return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()
+
+# %% ../nbs/00_data.ipynb #f7d7912a
 def sample_image_paths() -> dict:
     "Files of the real photographs shipped inside scikit-image, scikit-learn and matplotlib, by name."
     import skimage.data, sklearn.datasets, matplotlib
@@ -175,7 +181,7 @@ def sample_images() -> dict:
     if not imgs: raise RuntimeError('no sample photos found: are scikit-image, scikit-learn and matplotlib installed?')
     return imgs
 
-# %% ../nbs/00_data.ipynb #07351b00
+# %% ../nbs/00_data.ipynb #efadbf23
 class DataFallbackWarning(UserWarning):
     "The requested data set was not found and the embedded sample photos are used instead."
 
@@ -232,7 +238,7 @@ def is_fallback(path) -> bool:
     "True if `path` is the embedded-sample fallback made by `find_shared_data`."
     return Path(path).resolve().is_relative_to((cache_dir()/'samples').resolve())
 
-# %% ../nbs/00_data.ipynb #8fb93245
+# %% ../nbs/00_data.ipynb #8276e84f
 def _crop_all(items, top, left, h, w, flip_h=False, flip_v=False):
     out = []
     for t in items:
@@ -277,7 +283,7 @@ class CenterCrop(ItemTransform):
         h, w = self.size
         return _crop_all(x, (H - h)//2, (W - w)//2, h, w)
 
-# %% ../nbs/00_data.ipynb #36cd8389
+# %% ../nbs/00_data.ipynb #4149987c
 CAE_VALID_PCT, MSCAE_VALID_PCT = 0.2, 0.1   # the papers' train/validation splits (80/20 and 90/10)
 
 def load_images(files, max_pixels:int|None=None, quiet:bool=False) -> tuple:
@@ -346,7 +352,7 @@ def image_dls(
     dls.skipped = bad
     return dls
 
-# %% ../nbs/00_data.ipynb #ad799fea
+# %% ../nbs/00_data.ipynb #6c413ee6
 def cifar10_folder(path=None, split:str='train') -> tuple:
     "Files, integer labels and class names of a CIFAR-10-style folder `path/<split>/<class>/*.png`."
     path = Path(path) if path is not None else find_shared_data('cifar10')
@@ -391,7 +397,7 @@ def cifar10_dls(
     dls.labels, dls.classes = labels, classes
     return dls
 
-# %% ../nbs/00_data.ipynb #4b4372df
+# %% ../nbs/00_data.ipynb #3f738f89
 def download_imagewoof(size:int=320) -> Path:
     "Download fastai's Imagewoof (dog breeds, the Stanford-Dogs stand-in) at `size` 160, 320 or full (0); returns its folder."
     from fastai.data.external import URLs, untar_data

@@ -6,9 +6,10 @@
 __all__ = ['MSCAE_LATENTS', 'ARCHS', 'LATENT_MODES', 'LATENT_HEADER_BYTES', 'Encoder', 'Decoder', 'pgic_encoder', 'pgic_decoder',
            'mscae_encoder', 'mscae_decoder', 'CAE', 'pgic_cae', 'mscae', 'pad_to_factor', 'reconstruct', 'layer_table',
            'n_params', 'LatentFormatError', 'pack_latent', 'unpack_latent', 'compress', 'decompress', 'CheckpointError',
-           'save_checkpoint', 'load_checkpoint', 'weights_dir', 'available_weights', 'pretrained']
+           'save_checkpoint', 'load_checkpoint', 'weights_dir', 'weights_sha256', 'available_weights', 'pretrained']
 
-# %% ../nbs/03_models.ipynb #8eb787e7
+# %% ../nbs/03_models.ipynb #1b1b5925
+import hashlib
 import io
 import json
 import math
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from .data import image_to_tensor, tensor_to_image
 
-# %% ../nbs/03_models.ipynb #6ec37a8c
+# %% ../nbs/03_models.ipynb #53d7877d
 class Encoder(nn.Sequential):
     "An encoder: an `nn.Sequential` that remembers its downsampling `factor` and latent channels."
     def __init__(self, *layers, factor:int, latent_channels:int):
@@ -51,7 +52,7 @@ def pgic_decoder(latent_channels:int=64, widths=(256, 128, 64, 32)) -> Decoder:
     return Decoder(*layers, nn.ConvTranspose2d(ci, 3, 3, padding=1), nn.Sigmoid(),
                    factor=2 ** len(widths), latent_channels=latent_channels)
 
-# %% ../nbs/03_models.ipynb #e4c492a0
+# %% ../nbs/03_models.ipynb #22fd4ca1
 MSCAE_LATENTS = (4, 8, 16, 32, 64, 128)   # the paper's "4 to 128" range, as channels of a 4x4 latent
 
 def mscae_encoder(latent_channels:int=16, widths=(32, 64, 128)) -> Encoder:
@@ -68,7 +69,7 @@ def mscae_decoder(latent_channels:int=16, widths=(128, 64, 32)) -> Decoder:
     return Decoder(*layers, nn.Conv2d(ci, 3, 3, padding=1), nn.Sigmoid(),
                    factor=2 ** len(widths), latent_channels=latent_channels)
 
-# %% ../nbs/03_models.ipynb #5a348516
+# %% ../nbs/03_models.ipynb #9fca034e
 ARCHS = {
     'pgic': (pgic_encoder, pgic_decoder, dict(latent_channels=64)),
     'mscae': (mscae_encoder, mscae_decoder, dict(latent_channels=16)),
@@ -119,7 +120,7 @@ def reconstruct(model: CAE, img: np.ndarray) -> np.ndarray:
     h, w = x.shape[-2:]
     return tensor_to_image(model(pad_to_factor(x, model.factor))[0, :, :h, :w])
 
-# %% ../nbs/03_models.ipynb #da7eb3c0
+# %% ../nbs/03_models.ipynb #a690adff
 def layer_table(model: nn.Module, input_size=(3, 256, 256)):
     "DataFrame of every leaf layer of `model`: name, type, output shape for one `input_size` image, parameters."
     import pandas as pd
@@ -138,7 +139,7 @@ def n_params(model: nn.Module) -> int:
     "Number of parameters of `model`."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/03_models.ipynb #d5256a76
+# %% ../nbs/03_models.ipynb #bbed448d
 LATENT_MODES = ('float32', 'float16', 'uint8', 'uint8-zlib')
 _MAGIC, _VERSION = b'CAEL', 1
 _HDR = struct.Struct('<4sBBHHHII')   # magic, version, mode, C, h, w, image height, image width
@@ -198,7 +199,7 @@ def unpack_latent(data: bytes) -> tuple:
     if not torch.isfinite(z).all(): raise LatentFormatError('latent decodes to NaN or infinite values (corrupt data)')
     return z, (H, W)
 
-# %% ../nbs/03_models.ipynb #ddb34bf4
+# %% ../nbs/03_models.ipynb #7b566e73
 @torch.no_grad()
 def compress(encoder: Encoder, img: np.ndarray, mode:str='uint8') -> bytes:
     "Encode a uint8 (H, W, 3) image of any size with `encoder` and pack its latent as bytes."
@@ -220,7 +221,7 @@ def decompress(decoder: Decoder, data: bytes) -> np.ndarray:
     h, w = (h or y.shape[-2]), (w or y.shape[-1])
     return tensor_to_image(y[:, :h, :w])
 
-# %% ../nbs/03_models.ipynb #1c3e03bc
+# %% ../nbs/03_models.ipynb #925f2a7d
 class CheckpointError(ValueError):
     "A checkpoint file is missing, corrupt, truncated, or does not match the model it is loaded into."
 
@@ -274,11 +275,20 @@ def load_checkpoint(path, part:str|None=None, map_location='cpu'):
     info = {k: v for k, v in ck.items() if k != 'state_dict'}
     return mod.eval(), info
 
-# %% ../nbs/03_models.ipynb #ab2ba2d7
+# %% ../nbs/03_models.ipynb #cd76a5e2
 def weights_dir() -> Path:
     "Folder of the weights shipped inside the package."
     import caelab
     return Path(caelab.__file__).parent/'weights'
+
+from functools import lru_cache
+
+@lru_cache(maxsize=16)
+def weights_sha256(name: str) -> str:
+    "SHA-256 (hex) of the shipped weight file `name`: identifies the exact weights a latent was made with."
+    p = weights_dir()/f'{name}.pt'
+    if not p.is_file(): raise ValueError(f'no shipped weights named {name!r}')
+    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 def available_weights() -> list:
     "Names of the shipped checkpoints (e.g. 'pgic64', 'mscae16')."

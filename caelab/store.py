@@ -8,9 +8,9 @@ __all__ = ['KEY_PREFIX', 'KEY_BYTES', 'KEY_CHARS', 'MIN_PASSPHRASE', 'SCRYPT_DEF
            'InvalidKeyError', 'MalformedKeyError', 'WrongKeyError', 'IntegrityError', 'DecodeMismatchError',
            'SchemaError', 'NotAStoreError', 'BadImageError', 'StoreBusyError', 'format_key', 'new_key', 'parse_key',
            'derive_keys', 'passphrase_material', 'compress_image', 'decompress_image', 'default_store_path',
-           'pixels_sha256', 'StoredImage', 'SecureStore', 'load_test', 'add_store_commands']
+           'StoredImage', 'SecureStore', 'load_test', 'add_store_commands']
 
-# %% ../nbs/11_store.ipynb #15fa4e6a
+# %% ../nbs/11_store.ipynb #2c9bb611
 import argparse
 import base64
 import functools
@@ -38,10 +38,11 @@ import caelab
 from .codecs import CODECS
 from .codecs import decode as codec_decode
 from .codecs import encode as codec_encode
-from .data import ImageLoadError, load_image
+from .data import ImageLoadError, load_image, pixels_sha256
+from .models import weights_sha256
 from .metrics import psnr, ssim
 
-# %% ../nbs/11_store.ipynb #0afbf2c6
+# %% ../nbs/11_store.ipynb #c3bf3818
 class StoreError(ValueError):
     "Base of every error the secure store raises; the message names the problem."
 
@@ -72,7 +73,7 @@ class BadImageError(StoreError):
 class StoreBusyError(StoreError):
     "The database stayed locked by other writers for longer than the store's timeout."
 
-# %% ../nbs/11_store.ipynb #24c123f2
+# %% ../nbs/11_store.ipynb #36c5a2c0
 KEY_PREFIX = 'cs1_'   # caelab store key, format 1
 KEY_BYTES = 32        # 256 bits of key material
 KEY_CHARS = 43        # base64url characters for 32 bytes, without padding
@@ -108,7 +109,7 @@ def parse_key(key) -> bytes:
     if format_key(raw) != k: raise MalformedKeyError('malformed key: its last character is not valid (a typo?)')
     return raw
 
-# %% ../nbs/11_store.ipynb #db72a487
+# %% ../nbs/11_store.ipynb #ba62027b
 _HKDF_LOOKUP = b'caelab-store/v1 lookup id'
 _HKDF_CIPHER = b'caelab-store/v1 aes-256-gcm key'
 MIN_PASSPHRASE = 12                                  # characters
@@ -130,7 +131,7 @@ def passphrase_material(passphrase: str, salt: bytes, n: int = SCRYPT_DEFAULTS['
         raise InvalidKeyError(f'passphrase too short: {len(passphrase)} characters, at least {MIN_PASSPHRASE} required')
     return Scrypt(salt=salt, length=KEY_BYTES, n=n, r=r, p=p).derive(passphrase.encode('utf-8'))
 
-# %% ../nbs/11_store.ipynb #32e54a27
+# %% ../nbs/11_store.ipynb #2eda7a30
 RECORD_FORMAT = 1
 _CLEAR_FIELDS = ('record_id', 'fmt', 'key_kind', 'created_at', 'codec', 'width', 'height', 'payload_bytes')
 
@@ -150,7 +151,7 @@ def _open_sealed(cipher_key: bytes, part: str, row, nonce, ciphertext) -> bytes:
         raise IntegrityError(f'record {row["record_id"]}: its {part} failed authentication; the row was tampered with '
                              'or corrupted, so nothing is returned') from None
 
-# %% ../nbs/11_store.ipynb #2f3315cc
+# %% ../nbs/11_store.ipynb #1c03edb4
 STORE_CODECS = ('auto', 'jpeg', 'webp', 'png', 'cae')
 CAE_MODEL = 'pgic64'
 AUTO_QUALITY = 90
@@ -163,11 +164,6 @@ def _cae_part(model: str, part: str):
                          f"(available: {', '.join(available_weights()) or 'none'})")
     return pretrained(model, part=part)[0]
 
-@lru_cache(maxsize=4)
-def _weights_sha256(model: str) -> str:
-    from caelab.models import weights_dir
-    return hashlib.sha256((weights_dir()/f'{model}.pt').read_bytes()).hexdigest()
-
 def compress_image(img: np.ndarray, codec: str = 'auto', quality: int|None = None) -> tuple:
     "Compress a uint8 (H, W, 3) image for the store: (payload bytes, decoded pixels, codec actually used, settings)."
     if codec not in STORE_CODECS: raise StoreError(f'unknown codec {codec!r}; the store knows {", ".join(STORE_CODECS)}')
@@ -178,7 +174,7 @@ def compress_image(img: np.ndarray, codec: str = 'auto', quality: int|None = Non
             from caelab.models import compress, decompress
             payload = compress(_cae_part(CAE_MODEL, 'encoder'), img, 'uint8')
             decoded = decompress(_cae_part(CAE_MODEL, 'decoder'), payload)
-            return payload, decoded, 'cae', dict(model=CAE_MODEL, latent='uint8', weights_sha256=_weights_sha256(CAE_MODEL))
+            return payload, decoded, 'cae', dict(model=CAE_MODEL, latent='uint8', weights_sha256=weights_sha256(CAE_MODEL))
         if codec == 'auto':
             q = AUTO_QUALITY if quality is None else int(quality)
             png, webp = codec_encode(img, 'png'), codec_encode(img, 'webp', q)
@@ -211,7 +207,7 @@ def _expected_pixels(img: np.ndarray, codec: str, quality) -> np.ndarray:
         return codec_decode(png if len(png) < len(webp) else webp)
     return codec_decode(codec_encode(img, codec, quality))
 
-# %% ../nbs/11_store.ipynb #dea6601d
+# %% ../nbs/11_store.ipynb #73d4da03
 SCHEMA_VERSION = 2
 APP_ID = 0x43414553   # 'CAES'
 _SQLITE_MAGIC = b'SQLite format 3\x00'
@@ -258,7 +254,7 @@ _WRITE_META = 'INSERT INTO meta (name, value) VALUES (?, ?)'
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
 _COLUMNS = 'SELECT name FROM pragma_table_info(?)'
 
-# %% ../nbs/11_store.ipynb #b8b123d2
+# %% ../nbs/11_store.ipynb #a93f0cae
 _before_commit = None   # test hook: called with the record id inside put's transaction, just before COMMIT
 
 def default_store_path() -> Path:
@@ -286,11 +282,6 @@ def _db_errors(fn):
             raise StoreError(f'{self.path}: database error ({e}); nothing was changed') from None
     return inner
 
-def pixels_sha256(img: np.ndarray) -> str:
-    "SHA-256 of a uint8 image's shape and pixel bytes: equal hashes mean bit-identical images."
-    a = np.ascontiguousarray(img, dtype=np.uint8)
-    return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()
-
 @dataclass
 class StoredImage:
     "What `SecureStore.get_record` returns: the decoded image, the decrypted metadata, the payload, and the original file bytes if kept."
@@ -299,7 +290,7 @@ class StoredImage:
     payload: bytes
     original: bytes|None = None
 
-# %% ../nbs/11_store.ipynb #e74b2c38
+# %% ../nbs/11_store.ipynb #e49fb8b1
 class SecureStore:
     "An encrypted SQLite store of compressed images, keyed by random 256-bit keys (or passphrases) that it never stores."
     def __init__(self,
@@ -611,7 +602,7 @@ class SecureStore:
             out.append(d)
         return out
 
-# %% ../nbs/11_store.ipynb #503f0603
+# %% ../nbs/11_store.ipynb #87eb25b6
 def _load_worker(db, wid, ops, codecs, size, put_fraction, seed, barrier, queue):
     "One load-test process: plan `ops` operations, wait at `barrier`, run them against the store at `db`, report to `queue`."
     out = dict(worker=wid, puts=[], put_ms=[], get_ms=[], gets=0, mismatches=0, errors=[], busy_retries=0,
@@ -712,7 +703,7 @@ def load_test(
                 put_ms_p50=pct(put_ms, 50), put_ms_p95=pct(put_ms, 95), get_ms_p50=pct(get_ms, 50), get_ms_p95=pct(get_ms, 95),
                 put_ms_p50_by_codec=by_codec('put_ms'), get_ms_p50_by_codec=by_codec('get_ms'), cpus=os.cpu_count())
 
-# %% ../nbs/11_store.ipynb #fad5bcc8
+# %% ../nbs/11_store.ipynb #316e684b
 def _read_passphrase(confirm: bool = False) -> str:
     pw = os.environ.get('CAELAB_STORE_PASSPHRASE')
     if pw is not None: return pw

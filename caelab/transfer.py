@@ -7,16 +7,14 @@ __all__ = ['MAGIC', 'VERSION', 'MSG_IMAGE', 'MSG_RESULT', 'MSG_ERROR', 'MSG_PING
            'PREFIX_BYTES', 'TRAILER_BYTES', 'PSK_SALT', 'TRANSFER_CODECS', 'CAE_MODES', 'LOSSY_PIL', 'LINKS',
            'PAPER_REDUCTION', 'DEFAULT_PORT', 'FrameError', 'Limits', 'Frame', 'pack_frame', 'parse_frame', 'PSKError',
            'derive_key', 'read_psk_file', 'read_frame', 'ImageRejected', 'TransferError', 'model_id', 'encode_image',
-           'decode_image', 'pixels_sha256', 'boot_id', 'Receiver', 'Sender', 'send_images', 'ShapedSocket', 'Link',
-           'netns_support', 'NetnsLink', 'netns_link', 'measure', 'measure_netns', 'summarize', 'plot_latency',
-           'add_transfer_commands']
+           'decode_image', 'boot_id', 'Receiver', 'Sender', 'send_images', 'ShapedSocket', 'Link', 'netns_support',
+           'NetnsLink', 'netns_link', 'measure', 'measure_netns', 'summarize', 'plot_latency', 'add_transfer_commands']
 
-# %% ../nbs/12_transfer.ipynb #f89d186a
+# %% ../nbs/12_transfer.ipynb #819c91ec
 import argparse
 import collections
 import contextlib
 import fcntl
-import hashlib
 import itertools
 import json
 import math
@@ -44,10 +42,10 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from PIL import Image
 
 from .codecs import decode as _pil_decode, encode as _pil_encode
-from .data import ImageLoadError, image_files, load_image
-from .models import Decoder, Encoder, LATENT_HEADER_BYTES, compress, decompress, pretrained, weights_dir
+from .data import ImageLoadError, image_files, load_image, pixels_sha256
+from .models import Decoder, Encoder, LATENT_HEADER_BYTES, compress, decompress, pretrained, weights_sha256
 
-# %% ../nbs/12_transfer.ipynb #b257dc8c
+# %% ../nbs/12_transfer.ipynb #6a5b62c5
 MAGIC = b'CAEX'
 VERSION = 1
 MSG_IMAGE, MSG_RESULT, MSG_ERROR, MSG_PING, MSG_PONG = 1, 2, 3, 4, 5
@@ -86,7 +84,7 @@ class Frame:
     @property
     def kind(self) -> str: return MSG_NAMES.get(self.type, str(self.type))
 
-# %% ../nbs/12_transfer.ipynb #0ae45f7a
+# %% ../nbs/12_transfer.ipynb #f085581c
 def pack_frame(
     msg_type: int,        # MSG_IMAGE, MSG_RESULT, MSG_ERROR, MSG_PING or MSG_PONG
     header: dict,         # JSON-serialisable metadata
@@ -151,7 +149,7 @@ def parse_frame(data: bytes, limits: Limits|None = None, key: bytes|None = None)
     header, payload = _finish(bytes(data[:a]), data[a:b], data[b:b + plen], data[b + plen:], mtype, flags, key)
     return Frame(mtype, header, payload, flags, total)
 
-# %% ../nbs/12_transfer.ipynb #ebfe85d6
+# %% ../nbs/12_transfer.ipynb #2bcce38a
 PSK_SALT = b'caelab-transfer-psk-v1'
 
 class PSKError(ValueError):
@@ -176,7 +174,7 @@ def read_psk_file(path) -> bytes:
     if re.fullmatch(r'[0-9a-fA-F]{64}', text): return bytes.fromhex(text)
     return derive_key(text)
 
-# %% ../nbs/12_transfer.ipynb #e3fae7c1
+# %% ../nbs/12_transfer.ipynb #806a02ef
 def _now() -> int: return time.monotonic_ns()
 
 def _recv_exact(sock, n: int, deadline_ns: int, limits: Limits, what: str) -> memoryview:
@@ -221,7 +219,7 @@ def read_frame(
     header, payload = _finish(prefix, rest[:hlen], rest[hlen:hlen + plen], rest[hlen + plen:], mtype, flags, key)
     return Frame(mtype, header, payload, flags, total, t_first, _now())
 
-# %% ../nbs/12_transfer.ipynb #1b9fc87c
+# %% ../nbs/12_transfer.ipynb #52973e7b
 TRANSFER_CODECS = ('cae', 'cae-zlib', 'raw', 'png', 'jpeg', 'webp')
 CAE_MODES = {'cae': 'uint8', 'cae-zlib': 'uint8-zlib'}
 LOSSY_PIL = ('jpeg', 'webp')
@@ -236,9 +234,7 @@ class TransferError(ValueError):
 @lru_cache(maxsize=None)
 def model_id(name: str) -> str:
     "'name:<first 12 hex digits of the SHA-256 of its weight file>': the same at both ends only for the same weights."
-    p = weights_dir()/f'{name}.pt'
-    if not p.is_file(): raise ValueError(f'no shipped weights named {name!r}')
-    return f'{name}:{hashlib.sha256(p.read_bytes()).hexdigest()[:12]}'
+    return f'{name}:{weights_sha256(name)[:12]}'
 
 def _check_codec(codec):
     if codec not in TRANSFER_CODECS: raise ValueError(f'unknown transfer codec {codec!r}; known: {", ".join(TRANSFER_CODECS)}')
@@ -294,12 +290,7 @@ def decode_image(payload: bytes, header: dict, decoder: Decoder|None = None, max
     if img.shape != (H, W, 3): raise ImageRejected(f'decoded image is {img.shape}, the header says {(H, W, 3)}')
     return img
 
-def pixels_sha256(img: np.ndarray) -> str:
-    "SHA-256 (hex) of a uint8 image's shape and pixels: what the receiver reports and the sender checks."
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    return hashlib.sha256(f'{img.shape}'.encode() + img.tobytes()).hexdigest()
-
-# %% ../nbs/12_transfer.ipynb #6a3930a5
+# %% ../nbs/12_transfer.ipynb #e58c589c
 @lru_cache(maxsize=1)
 def boot_id() -> str|None:
     "This kernel's boot id (Linux), identifying the `CLOCK_MONOTONIC` that `time.monotonic_ns` reads; None elsewhere."
@@ -458,7 +449,7 @@ class Receiver:
             t_first_ns=fr.t_first_ns, t_recv_ns=fr.t_done_ns, t_decoded_ns=t_dec, t_reply_ns=_now(),
             boot_id=boot_id(), host=socket.gethostname(), saved=str(saved) if saved else None))
 
-# %% ../nbs/12_transfer.ipynb #22d4c5f8
+# %% ../nbs/12_transfer.ipynb #111260e2
 class Sender:
     "A client holding only a CAE *encoder*: connects to a `Receiver`, sends images, returns one timing row per image."
     def __init__(self,
@@ -588,7 +579,7 @@ def send_images(
             for name, img in images.items(): rows.append(s.send(img, c, quality, name))
     return pd.DataFrame(rows)
 
-# %% ../nbs/12_transfer.ipynb #7f640c00
+# %% ../nbs/12_transfer.ipynb #a4047f0d
 class ShapedSocket:
     "A connected socket whose sends are delayed by `delay_ms` and paced at `rate_mbit` (application-level link emulation)."
     def __init__(self, sock, rate_mbit: float|None = None, delay_ms: float = 0.0):
@@ -638,7 +629,7 @@ class Link:
 
 LINKS = (Link(), Link(100, 5), Link(10, 10), Link(1, 20))
 
-# %% ../nbs/12_transfer.ipynb #d410f006
+# %% ../nbs/12_transfer.ipynb #16a8fb71
 _TUNSETIFF, _IFF_TUN, _IFF_NO_PI = 0x400454ca, 0x0001, 0x1000
 _ns_counter = itertools.count(1)
 
@@ -755,7 +746,7 @@ def netns_link(rate_mbit: float|None, delay_ms: float = 0.0, method: str = 'auto
             with contextlib.suppress(OSError): os.close(fd)
         for ns in (rx_ns, tx_ns): _sh('ip', 'netns', 'del', ns, check=False)
 
-# %% ../nbs/12_transfer.ipynb #d7445e09
+# %% ../nbs/12_transfer.ipynb #97ca764c
 def _reference(images: dict, codecs, quality, model) -> dict:
     "Harness-side decode of every (image, codec): checksum and PSNR (uses a decoder separate from the receiver's)."
     from caelab.metrics import psnr
@@ -902,7 +893,7 @@ def plot_latency(summary: pd.DataFrame, codecs=('cae', 'cae-zlib', 'jpeg', 'webp
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_transfer.ipynb #6b0f76bd
+# %% ../nbs/12_transfer.ipynb #c7970ef8
 DEFAULT_PORT = 5055
 
 def _err(cmd, msg) -> int:
