@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .baselines import BASELINES, available_baselines, compress_image
+from .baselines import compress_image
+from .codecs import codec_names, get_codec, parse_setting
 from .data import ImageLoadError, image_files, load_image
 from .metrics import bpp, image_metrics
 
-# %% ../nbs/10_bench.ipynb #6642e31f
+# %% ../nbs/10_bench.ipynb #1b8a2581
 def _load_all(source, max_images=None, max_pixels=None) -> tuple:
     "Images from a folder, a file list or a dict; unreadable files are reported, not fatal."
     if isinstance(source, dict): return dict(list(source.items())[:max_images]), []
@@ -32,22 +33,23 @@ def _load_all(source, max_images=None, max_pixels=None) -> tuple:
         except (ImageLoadError, ValueError) as e: problems.append((str(f), str(e)))
     return images, problems
 
+# %% ../nbs/10_bench.ipynb #b2266046
 def run_sweep(
     source,                      # folder, list of files, or dict name -> uint8 (H, W, 3) image
-    codecs=('jpeg', 'webp', 'jpeg2000'),  # names in `BASELINES`
-    settings: dict|None = None,  # codec -> settings to sweep (default: each codec's own sweep)
+    codecs=('jpeg', 'webp', 'jpeg2000'),  # registered codec names (see `caelab.codecs.codec_names`)
+    settings: dict|None = None,  # codec -> settings to sweep (default: each codec's `spec.sweep`)
     max_images: int|None = None,
     progress: bool = True,       # a tqdm progress bar (to stderr)
     ms_ssim: bool = True,        # MS-SSIM costs about as much as everything else together
 ) -> tuple:
     "Sweep every codec's settings over every image: (per-image DataFrame, list of (file, problem) skipped)."
-    unknown = [c for c in codecs if c not in BASELINES]
-    if unknown: raise ValueError(f'unknown codec(s) {", ".join(unknown)}; known: {", ".join(BASELINES)}')
-    missing = [c for c in codecs if c not in available_baselines()]
+    unknown = [c for c in codecs if c not in codec_names()]
+    if unknown: raise ValueError(f'unknown codec(s) {", ".join(unknown)}; known: {", ".join(codec_names())}')
+    missing = [c for c in codecs if not get_codec(c).available()]
     if missing: raise ValueError(f'codec(s) {", ".join(missing)} not available in this installation')
     images, problems = _load_all(source, max_images)
     if not images: raise ValueError(f'no readable images in {source}' + (f' ({len(problems)} unreadable)' if problems else ''))
-    jobs = [(n, c, s) for n in images for c in codecs for s in (settings or {}).get(c, BASELINES[c].settings)]
+    jobs = [(n, c, s) for n in images for c in codecs for s in (settings or {}).get(c, get_codec(c).spec.sweep)]
     from tqdm.auto import tqdm
     rows = []
     for name, c, s in tqdm(jobs, desc='bench', disable=not progress, file=sys.stderr, mininterval=2):
@@ -143,7 +145,7 @@ def quality_at(summary: pd.DataFrame, rates=(0.25, 0.5, 1.0, 2.0), metric: str =
         out[c] = [float(f(np.log10(r))) for r in rates]
     return pd.DataFrame(out, index=[f'{metric}@{r:g}bpp' for r in rates]).T
 
-# %% ../nbs/10_bench.ipynb #5d6f63c3
+# %% ../nbs/10_bench.ipynb #fb2f69f9
 def rd_figure(summary: pd.DataFrame, metric: str = 'psnr', title: str = '', logx: bool = True):
     "Rate–distortion curves (mean over images) of every codec: `metric` against bits per pixel."
     import matplotlib.pyplot as plt
@@ -151,7 +153,7 @@ def rd_figure(summary: pd.DataFrame, metric: str = 'psnr', title: str = '', logx
     for c, g in summary.groupby('codec', sort=False):
         g = g[np.isfinite(g[metric])].sort_values('bpp')
         if not len(g): continue
-        lbl = BASELINES[c].label if c in BASELINES else c
+        lbl = get_codec(c).label if c in codec_names() else c
         ax.plot(g.bpp, g[metric], 'o-' if len(g) > 1 else '*', ms=4 if len(g) > 1 else 14, label=lbl)
     ax.set_xlabel('bits per pixel (real bytes, mean over images)')
     ax.set_ylabel({'psnr': 'PSNR (dB, mean of per-image)', 'psnr_pooled': 'PSNR of pooled MSE (dB)', 'ssim': 'SSIM', 'ms_ssim': 'MS-SSIM'}.get(metric, metric))
@@ -160,6 +162,7 @@ def rd_figure(summary: pd.DataFrame, metric: str = 'psnr', title: str = '', logx
     fig.tight_layout()
     return fig
 
+# %% ../nbs/10_bench.ipynb #932bd0a7
 def markdown_report(summary: pd.DataFrame, bd: pd.DataFrame, title: str = 'Benchmark', anchor: str = 'jpeg') -> str:
     "A markdown report: quality at 0.25/0.5/1/2 bpp, BD-rates against `anchor`, speeds, single-rate codecs."
     md = _md
@@ -185,7 +188,7 @@ def _md(df: pd.DataFrame) -> str:
     rows = [[f(i)] + [f(v) for v in r] for i, r in zip(df.index, df.itertuples(index=False))]
     return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows])
 
-# %% ../nbs/10_bench.ipynb #1af6975d
+# %% ../nbs/10_bench.ipynb #e2e29408
 def run_bench(
     data,                            # folder of images (or list of files, or dict of images)
     codecs=('jpeg', 'webp', 'jpeg2000'),
@@ -218,11 +221,15 @@ def run_bench(
     (out/'meta.json').write_text(json.dumps(meta, indent=1))
     return dict(per_image=per, summary=summ, bd=bd, problems=problems, seconds=secs, out=out, meta=meta)
 
+# %% ../nbs/10_bench.ipynb #f3501ad7
 def load_results(folder) -> tuple:
     "Read a `run_bench` folder back: (per_image, summary) DataFrames."
     folder = Path(folder)
     if not (folder/'summary.csv').exists(): raise ValueError(f'no benchmark results in {folder} (summary.csv missing)')
-    return pd.read_csv(folder/'per_image.csv'), pd.read_csv(folder/'summary.csv')
+    per, summ = pd.read_csv(folder/'per_image.csv'), pd.read_csv(folder/'summary.csv')
+    for df in (per, summ):                  # numbers stay numbers, named settings (latent modes) stay names, none stays NaN
+        df['setting'] = df['setting'].map(lambda v: v if pd.isna(v) else parse_setting(str(v)))
+    return per, summ
 
 # %% ../nbs/10_bench.ipynb #40ce43ec
 def _settings_arg(s: str) -> dict:
@@ -230,8 +237,7 @@ def _settings_arg(s: str) -> dict:
     for part in filter(None, s.split(',')):
         if '=' not in part: raise ValueError(f'--settings expects codec=v1:v2:..., got {part!r}')
         k, v = part.split('=', 1)
-        try: out[k.strip()] = tuple(float(x) if '.' in x else int(x) for x in v.split(':') if x)
-        except ValueError: raise ValueError(f'--settings: {v!r} is not a list of numbers') from None
+        out[k.strip()] = tuple(parse_setting(x) for x in v.split(':') if x)
     return out
 
 def _bench_handler(a) -> int:
@@ -251,9 +257,9 @@ def add_bench_commands(sub):
     "Add `caelab bench` to an argparse subparsers object."
     b = sub.add_parser('bench', help='rate-distortion benchmark of codecs over a folder of images (CSV, plots, markdown, BD-rates)')
     b.add_argument('--data', required=True, help='folder of images (e.g. ../shared/data/kodak)')
-    b.add_argument('--codecs', default='jpeg,webp,jpeg2000', help=f'comma-separated, among: {", ".join(BASELINES)} (default: %(default)s)')
+    b.add_argument('--codecs', default='jpeg,webp,jpeg2000', help='comma-separated registered codecs (list them with `caelab codecs`; default: %(default)s)')
     b.add_argument('--out', default='bench-results', help='output folder (default: %(default)s)')
-    b.add_argument('--settings', help='override sweeps, e.g. jpeg=10:50:90,jpeg2000=0.25:1')
+    b.add_argument('--settings', help='override sweeps, e.g. jpeg=10:50:90,jpeg2000=0.25:1,cae=uint8:uint8-zlib')
     b.add_argument('--max-images', type=int, help='use only the first N images')
     b.add_argument('--no-ms-ssim', action='store_true', help='skip MS-SSIM (faster)')
     b.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -263,7 +269,8 @@ def add_bench_commands(sub):
 def cae_vs_jpeg75(summary: pd.DataFrame, cae: str = 'cae') -> pd.DataFrame:
     "The CAE paper's claim, in bytes: CAE vs JPEG q75, and the JPEG rate that matches the CAE's PSNR and SSIM."
     from scipy.interpolate import PchipInterpolator
-    j = summary[summary.codec == 'jpeg'].sort_values('bpp'); c = summary[summary.codec == cae].iloc[0]
+    j = summary[summary.codec == 'jpeg'].sort_values('bpp'); c = summary[summary.codec == cae]
+    c = c[c.setting == 'uint8'].iloc[0] if (c.setting == 'uint8').any() else c.iloc[0]   # the paper's 8-bit latent
     j75 = j[j.setting == 75].iloc[0]
     rows = [dict(what='CAE (8-bit latent, real bytes)', bpp=c.bpp, ratio_raw=24 / c.bpp, psnr=c.psnr, ssim=c.ssim, note=''),
             dict(what='JPEG quality 75', bpp=j75.bpp, ratio_raw=24 / j75.bpp, psnr=j75.psnr, ssim=j75.ssim, note='')]

@@ -17,7 +17,8 @@ import torch
 from .codecs import encode_to_budget
 from .data import image_to_tensor, load_image, tensor_to_image
 from .metrics import image_metrics, mse, psnr, ssim
-from .models import LATENT_HEADER_BYTES, LATENT_MODES, compress, decompress, pack_latent, unpack_latent
+from .container import peek
+from .models import LATENT_MODES, compress, decompress, pack_latent, unpack_latent
 
 # %% ../nbs/07_results.ipynb #0486422b
 def evaluate_cae(
@@ -69,7 +70,7 @@ def evaluate_cifar(model, files, mode: str = 'uint8', baselines=('webp', 'jpeg')
             zq, _ = unpack_latent(data)
             rec = tensor_to_image(model.decoder(zq[None].to(model.device))[0])
             c = zq.shape[0]
-            payload = len(data) - LATENT_HEADER_BYTES - (4 * c if mode.startswith('uint8') else 0)
+            payload = peek(data).payload_bytes - (4 * c if mode.startswith('uint8') else 0)   # without the container and the table
             name = Path(files[i + j]).stem
             rows.append(dict(image=name, codec=f'cae-{mode}', bytes=len(data), payload_bytes=payload,
                              bpp=8 * len(data) / 1024, payload_bpp=8 * payload / 1024, ratio_raw=3072 / len(data),
