@@ -7,7 +7,7 @@ __all__ = ['LIKELIHOOD_BOUND', 'ESCAPE_BITS', 'ste_round', 'noisy', 'LowerBound'
            'fit_density', 'range_encoder', 'range_decoder', 'encoder_bytes', 'estimated_bits', 'scale_table',
            'GaussianConditional', 'decode_in_subprocess']
 
-# %% ../nbs/14_entropy.ipynb #3f21c7c1
+# %% ../nbs/14_entropy.ipynb #beffc6bb
 import math
 import subprocess
 import sys
@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-# %% ../nbs/14_entropy.ipynb #7107d54e
+# %% ../nbs/14_entropy.ipynb #1b723599
 LIKELIHOOD_BOUND = 1e-9   # no probability is taken below this: -log2 stays finite (about 30 bits at most per value)
 ESCAPE_BITS = 16          # a value outside a table is escaped and sent with a uniform model over 2**16 values
 
@@ -27,7 +27,7 @@ def _constriction():
     import constriction
     return constriction
 
-# %% ../nbs/14_entropy.ipynb #313383f0
+# %% ../nbs/14_entropy.ipynb #1fada667
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     "Round in the forward pass, identity gradient in the backward pass (straight-through)."
     return x + (torch.round(x) - x).detach()
@@ -36,7 +36,7 @@ def noisy(x: torch.Tensor) -> torch.Tensor:
     "Additive uniform noise U(-1/2, 1/2): the differentiable stand-in for rounding."
     return x + torch.empty_like(x).uniform_(-0.5, 0.5)
 
-# %% ../nbs/14_entropy.ipynb #2f51d7d5
+# %% ../nbs/14_entropy.ipynb #22c392a9
 class LowerBound(torch.autograd.Function):
     "max(x, bound), letting the gradient through where x is below the bound but the gradient would raise it."
     @staticmethod
@@ -50,14 +50,15 @@ class LowerBound(torch.autograd.Function):
 
 def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor: return LowerBound.apply(x, bound)
 
-# %% ../nbs/14_entropy.ipynb #07a3e719
+# %% ../nbs/14_entropy.ipynb #e5606bd5
 def _table_buffers(m: nn.Module, n: int):
-    "Register the coding-table buffers of `n` distributions: pmfs (n, L), lengths and offsets (n,); saved with the weights."
-    m.register_buffer('_pmf', torch.zeros(n, 1))
+    "Register the coding-table buffers of `n` distributions (saved with the weights): pmfs end to end, starts, lengths, first values."
+    m.register_buffer('_pmf', torch.zeros(0))
+    m.register_buffer('_start', torch.zeros(n, dtype=torch.int32))
     m.register_buffer('_length', torch.zeros(n, dtype=torch.int32))
     m.register_buffer('_offset', torch.zeros(n, dtype=torch.int32))
 
-# %% ../nbs/14_entropy.ipynb #82888b29
+# %% ../nbs/14_entropy.ipynb #b4acd082
 class EntropyBottleneck(nn.Module):
     "Ballé et al. (2018) non-parametric factorized density: one monotone cumulative MLP per channel."
     def __init__(self, channels: int, filters=(3, 3, 3), init_scale: float = 10., tail_mass: float = 1e-9):
@@ -77,7 +78,7 @@ class EntropyBottleneck(nn.Module):
         self.register_buffer('target', torch.tensor([-t, 0., t]), persistent=False)
         _table_buffers(self, channels)   # the frozen coding tables: empty until `update()`
 
-# %% ../nbs/14_entropy.ipynb #8bb9be88
+# %% ../nbs/14_entropy.ipynb #4a843582
 @patch
 def _logits_cumulative(self: EntropyBottleneck, x: torch.Tensor, stop_gradient: bool) -> torch.Tensor:
     "The logit of the cumulative F_c at x, shape (C, 1, N) in and out."
@@ -90,7 +91,7 @@ def _logits_cumulative(self: EntropyBottleneck, x: torch.Tensor, stop_gradient: 
             x = x + torch.tanh(a) * torch.tanh(x)
     return x
 
-# %% ../nbs/14_entropy.ipynb #779b0c44
+# %% ../nbs/14_entropy.ipynb #d39b606c
 @patch
 def likelihood(self: EntropyBottleneck, v: torch.Tensor) -> torch.Tensor:
     "Probability mass of [v - 1/2, v + 1/2] for every value of v, shape (B, C, H, W)."
@@ -103,7 +104,7 @@ def likelihood(self: EntropyBottleneck, v: torch.Tensor) -> torch.Tensor:
     lik = lower_bound(lik, LIKELIHOOD_BOUND)
     return lik.reshape(C, v.shape[0], *v.shape[2:]).transpose(0, 1)
 
-# %% ../nbs/14_entropy.ipynb #08e2515a
+# %% ../nbs/14_entropy.ipynb #c02b4ed3
 @patch
 def medians(self: EntropyBottleneck) -> torch.Tensor: return self.quantiles[:, 0, 1].detach()
 
@@ -122,14 +123,14 @@ def forward(self: EntropyBottleneck, y: torch.Tensor, mode: str = 'noise'):
     y_hat = self.quantize(y, mode)
     return y_hat, self.likelihood(y_hat)
 
-# %% ../nbs/14_entropy.ipynb #a18d8d7f
+# %% ../nbs/14_entropy.ipynb #22afe22b
 @patch
 def aux_loss(self: EntropyBottleneck) -> torch.Tensor:
     "How far the learned quantiles are from the tail-mass targets; its gradient reaches only `quantiles`."
     logits = self._logits_cumulative(self.quantiles, stop_gradient=True)
     return torch.abs(logits - self.target).sum()
 
-# %% ../nbs/14_entropy.ipynb #3b48f94b
+# %% ../nbs/14_entropy.ipynb #2148e4d2
 def fit_density(eb: EntropyBottleneck, y: torch.Tensor, steps: int = 400, lr: float = 1e-2, mode: str = 'noise',
                 seed: int = 0) -> list:
     "Fit `eb` to the latent `y` (B, C, H, W) by minimising its estimated rate; returns the rate (bits/value) per step."
@@ -143,49 +144,72 @@ def fit_density(eb: EntropyBottleneck, y: torch.Tensor, steps: int = 400, lr: fl
         hist.append(rate.item())
     return hist
 
-# %% ../nbs/14_entropy.ipynb #05a40e02
+# %% ../nbs/14_entropy.ipynb #59c30748
 def _pmf_with_tail(pmf) -> np.ndarray:
     "Append the escape symbol: the mass outside the table, at least 2**-16 so that it can always be coded."
     pmf = np.asarray(pmf, np.float64)
     return np.append(pmf, max(1.0 - pmf.sum(), 2.0 ** -16)).astype(np.float32)
 
-def _pad_rows(rows, width: int) -> np.ndarray:
-    "Stack 1-D float arrays into a zero-padded (len(rows), width) float32 array."
-    out = np.zeros((len(rows), width), np.float32)
-    for i, r in enumerate(rows): out[i, :len(r)] = r
-    return out
+def _set_tables(m: nn.Module, rows, offsets):
+    "Store pmf `rows` (each with its escape) end to end, with their starts, lengths and first values."
+    lengths = [len(r) - 1 for r in rows]
+    m._pmf = torch.from_numpy(np.concatenate(rows).astype(np.float32))
+    m._start = torch.from_numpy(np.cumsum([0] + [len(r) for r in rows[:-1]])).int()
+    m._length, m._offset = torch.tensor(lengths, dtype=torch.int32), torch.as_tensor(offsets).int()
+
+def _tables(m: nn.Module) -> list:
+    "[(pmf with escape, number of symbols, first value)] per table of `m`, as numpy."
+    flat = m._pmf.numpy()
+    return [(flat[s:s + n + 1], n, o) for s, n, o in zip(m._start.tolist(), m._length.tolist(), m._offset.tolist())]
 
 def _load_tables(self, state_dict, prefix, *args, **kwargs):
     "Resize the table buffers to the saved ones before loading, so that frozen tables of any size load."
-    for n in ('_pmf', '_length', '_offset', '_scales'):
+    for n in ('_pmf', '_start', '_length', '_offset', '_scales'):
         if prefix + n in state_dict and n in self._buffers: setattr(self, n, torch.empty_like(state_dict[prefix + n]))
     return nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
 
 EntropyBottleneck._load_from_state_dict = _load_tables
 
-# %% ../nbs/14_entropy.ipynb #dbd2a752
+# %% ../nbs/14_entropy.ipynb #abc681a7
+@patch
+@torch.no_grad()
+def _solve(self: EntropyBottleneck, target: float, start: torch.Tensor, side: int, iters: int = 40) -> torch.Tensor:
+    "Per channel, the x on the `side` (-1 or +1) of `start` where the cumulative logit equals `target` (bisection)."
+    f = lambda x: self._logits_cumulative(x.view(-1, 1, 1), stop_gradient=True).view(-1)
+    past = (lambda l: l <= target) if side < 0 else (lambda l: l >= target)
+    step = torch.ones_like(start)
+    for _ in range(12):                                   # widen until bracketed (at most 4096 away)
+        out = past(f(start + side * step))
+        if out.all(): break
+        step = torch.where(out, step, step * 2)
+    a, b = start.clone(), start + side * step
+    for _ in range(iters):
+        mid = (a + b) / 2
+        out = past(f(mid))
+        a, b = torch.where(out, a, mid), torch.where(out, mid, b)
+    return b
+
+# %% ../nbs/14_entropy.ipynb #aab45dc1
 @patch
 @torch.no_grad()
 def update(self: EntropyBottleneck, max_len: int = 2048):
     "Freeze the density into one table per channel over integer offsets from its median (+ escape)."
-    med, q = self.medians(), self.quantiles.detach()[:, 0, :]
-    lo = torch.ceil(med - q[:, 0]).clamp(0, max_len // 2).int()
-    hi = torch.ceil(q[:, 2] - med).clamp(0, max_len // 2).int()
+    med, t = self.medians(), float(self.target[2])
+    lo = torch.ceil(med - self._solve(-t, med, -1)).clamp(0, max_len // 2).int()
+    hi = torch.ceil(self._solve(t, med, 1) - med).clamp(0, max_len // 2).int()
     length = lo + hi + 1
     x = (torch.arange(int(length.max())).view(1, 1, -1) - lo.view(-1, 1, 1) + med.view(-1, 1, 1)).float()
     lower = self._logits_cumulative(x - .5, stop_gradient=True)
     upper = self._logits_cumulative(x + .5, stop_gradient=True)
     sign = -torch.sign(lower + upper)
     pmf = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))[:, 0, :].double().numpy()
-    rows = [_pmf_with_tail(p[:n]) for p, n in zip(pmf, length.tolist())]
-    self._pmf = torch.from_numpy(_pad_rows(rows, int(length.max()) + 1))
-    self._length, self._offset = length.int(), (-lo).int()
+    _set_tables(self, [_pmf_with_tail(p[:n]) for p, n in zip(pmf, length.tolist())], -lo)
     return self
 
 @patch
 def ready(self: EntropyBottleneck) -> bool: return int(self._length.max()) > 0
 
-# %% ../nbs/14_entropy.ipynb #27b526f1
+# %% ../nbs/14_entropy.ipynb #5ac7b585
 def _code_group(enc, idx: np.ndarray, pmf: np.ndarray, n: int, raw: np.ndarray):
     "Encode table indices `idx` with `pmf` (n symbols + escape); escaped values `raw` follow with a uniform model."
     c = _constriction()
@@ -216,7 +240,7 @@ def range_decoder(data: bytes):
 
 def encoder_bytes(enc) -> bytes: return enc.get_compressed().astype('<u4').tobytes()
 
-# %% ../nbs/14_entropy.ipynb #2ebb2e1b
+# %% ../nbs/14_entropy.ipynb #68c9cb20
 @patch
 @torch.no_grad()
 def compress(self: EntropyBottleneck, enc, y: torch.Tensor) -> torch.Tensor:
@@ -224,8 +248,7 @@ def compress(self: EntropyBottleneck, enc, y: torch.Tensor) -> torch.Tensor:
     if not self.ready(): raise RuntimeError('the coding tables are empty: call update() first')
     med = self.medians().view(1, -1, 1, 1)
     s = torch.round(y - med).long()[0].reshape(self.channels, -1).numpy()
-    pmf, length, off = self._pmf.numpy(), self._length.tolist(), self._offset.tolist()
-    for c in range(self.channels): _code_group(enc, s[c] - off[c], pmf[c], length[c], s[c])
+    for c, (pmf, n, off) in enumerate(_tables(self)): _code_group(enc, s[c] - off, pmf, n, s[c])
     return torch.from_numpy(s).float().view_as(y[0])[None] + med
 
 @patch
@@ -234,17 +257,16 @@ def decompress(self: EntropyBottleneck, dec, shape) -> torch.Tensor:
     "Decode a latent of `shape` (C, H, W) written by `compress`; returns y_hat (1, C, H, W)."
     C, H, W = shape
     if C != self.channels: raise ValueError(f'this density codes {self.channels} channels, not {C}')
-    pmf, length, off = self._pmf.numpy(), self._length.tolist(), self._offset.tolist()
-    s = np.stack([_decode_group(dec, H * W, pmf[c], length[c], off[c]) for c in range(C)])
+    s = np.stack([_decode_group(dec, H * W, pmf, n, off) for pmf, n, off in _tables(self)])
     return torch.from_numpy(s).float().view(1, C, H, W) + self.medians().view(1, -1, 1, 1)
 
-# %% ../nbs/14_entropy.ipynb #6a585e68
+# %% ../nbs/14_entropy.ipynb #c9120e8c
 def estimated_bits(lik: torch.Tensor) -> float:
     "The rate a model estimates for values of these likelihoods: the sum of -log2, in bits."
     return float(-torch.log2(lik.detach().double()).sum())
 
-# %% ../nbs/14_entropy.ipynb #50686001
-def scale_table(lo: float = 0.11, hi: float = 64., n: int = 128) -> torch.Tensor:
+# %% ../nbs/14_entropy.ipynb #bf951128
+def scale_table(lo: float = 0.11, hi: float = 256., n: int = 128) -> torch.Tensor:
     "The fixed, log-spaced Gaussian scales that coding snaps each predicted scale to."
     return torch.exp(torch.linspace(math.log(lo), math.log(hi), n))
 
@@ -261,7 +283,7 @@ class GaussianConditional(nn.Module):
 
 GaussianConditional._load_from_state_dict = _load_tables
 
-# %% ../nbs/14_entropy.ipynb #15cb75ee
+# %% ../nbs/14_entropy.ipynb #c65e30f6
 @patch
 def likelihood(self: GaussianConditional, y_hat: torch.Tensor, scales: torch.Tensor, means=None) -> torch.Tensor:
     "Mass of the unit interval around y_hat under N(means, scales) (scales bounded below by the table's first)."
@@ -285,7 +307,7 @@ def forward(self: GaussianConditional, y, scales, means=None, mode: str = 'noise
     y_hat = self.quantize(y, mode, means)
     return y_hat, self.likelihood(y_hat, scales, means)
 
-# %% ../nbs/14_entropy.ipynb #26b5b59d
+# %% ../nbs/14_entropy.ipynb #c45a615f
 @patch
 @torch.no_grad()
 def update(self: GaussianConditional):
@@ -294,8 +316,7 @@ def update(self: GaussianConditional):
     t = self.scale_table.double().numpy()
     R = np.ceil(t * -ndtri(self.tail_mass / 2)).astype(np.int64)
     rows = [_pmf_with_tail(ndtr((np.arange(-r, r + 1) + .5) / s) - ndtr((np.arange(-r, r + 1) - .5) / s)) for s, r in zip(t, R)]
-    self._pmf = torch.from_numpy(_pad_rows(rows, int(2 * R.max() + 2)))
-    self._length, self._offset = torch.from_numpy(2 * R + 1).int(), torch.from_numpy(-R).int()
+    _set_tables(self, rows, -R)
     return self
 
 @patch
@@ -309,7 +330,7 @@ def indexes(self: GaussianConditional, scales: torch.Tensor) -> torch.Tensor:
     i = torch.round((scales.double().clamp_min(self.scale_bound).log() - t[0]) / step)
     return i.clamp(0, len(t) - 1).long()
 
-# %% ../nbs/14_entropy.ipynb #31df3261
+# %% ../nbs/14_entropy.ipynb #e8f75d67
 @patch
 @torch.no_grad()
 def compress(self: GaussianConditional, enc, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -317,8 +338,10 @@ def compress(self: GaussianConditional, enc, y: torch.Tensor, scales: torch.Tens
     if not self.ready(): raise RuntimeError('the coding tables are empty: call update() first')
     q = torch.round(y.double() - means.double()).long().flatten().numpy()
     idx = self.indexes(scales).flatten().numpy()
-    pmf, length, off = self._pmf.numpy(), self._length.tolist(), self._offset.tolist()
-    for i in np.unique(idx): _code_group(enc, q[idx == i] - off[i], pmf[i], length[i], q[idx == i])
+    tables = _tables(self)
+    for i in np.unique(idx):
+        pmf, n, off = tables[i]
+        _code_group(enc, q[idx == i] - off, pmf, n, q[idx == i])
     return torch.from_numpy(q).view(y.shape).double() + means.double()
 
 @patch
@@ -327,11 +350,11 @@ def decompress(self: GaussianConditional, dec, scales: torch.Tensor, means: torc
     "Decode what `compress` wrote, given the same scales and means."
     idx = self.indexes(scales).flatten().numpy()
     q = np.zeros(idx.size, np.int64)
-    pmf, length, off = self._pmf.numpy(), self._length.tolist(), self._offset.tolist()
-    for i in np.unique(idx): q[idx == i] = _decode_group(dec, int((idx == i).sum()), pmf[i], length[i], off[i])
+    tables = _tables(self)
+    for i in np.unique(idx): q[idx == i] = _decode_group(dec, int((idx == i).sum()), *tables[i])
     return torch.from_numpy(q).view(scales.shape).double() + means.double()
 
-# %% ../nbs/14_entropy.ipynb #88331c2f
+# %% ../nbs/14_entropy.ipynb #7a05a7df
 def decode_in_subprocess(code: str, timeout: int = 120) -> str:
     "Run `code` in a fresh Python interpreter (no state shared with this one) and return what it prints."
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)

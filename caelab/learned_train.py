@@ -8,7 +8,7 @@ __all__ = ['LAMBDAS', 'N_VALID_PHOTOS', 'LOG_COLUMNS', 'RECIPES', 'rd_terms', 'R
            'load_trained', 'load_training_state', 'ResumableRD', 'rd_learner', 'train_learned', 'step_speed',
            'speed_table', 'run_recipe', 'main', 'ship_weights', 'plot_training_log']
 
-# %% ../nbs/16_learned_train.ipynb #a38898f4
+# %% ../nbs/16_learned_train.ipynb #0c3e71e1
 import csv
 import os
 import random
@@ -24,7 +24,7 @@ from fastai.data.load import DataLoader
 from fastcore.basics import patch
 from PIL import Image
 
-# %% ../nbs/16_learned_train.ipynb #0f31d406
+# %% ../nbs/16_learned_train.ipynb #c0f99602
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)   # the usual table for λ·255²·MSE + bpp, lowest rate first
 
 def rd_terms(x_hat: torch.Tensor, x: torch.Tensor, liks: dict) -> tuple:
@@ -41,7 +41,7 @@ class RDLoss:
         bpp, mse = rd_terms(x_hat, x, liks)
         return (self.lambdas[rate.long()] * 255 ** 2 * mse + bpp).mean()
 
-# %% ../nbs/16_learned_train.ipynb #0276de5f
+# %% ../nbs/16_learned_train.ipynb #ecd021f7
 class RandomCrops(torch.utils.data.Dataset):
     "Random `crop`-pixel crops of in-memory uint8 images, downscaled by a random factor in `scales`, randomly flipped."
     def __init__(self, images, crop: int = 128, scales=(0.5, 1.0), length: int = 1_000_000):
@@ -70,7 +70,7 @@ def center_crop(img: np.ndarray, side: int = 256) -> np.ndarray:
     y, x = (h - side) // 2, (w - side) // 2
     return img[y:y + side, x:x + side]
 
-# %% ../nbs/16_learned_train.ipynb #650c77ce
+# %% ../nbs/16_learned_train.ipynb #2e10052c
 N_VALID_PHOTOS = 4
 
 def photo_split(folder=None, n_valid: int = N_VALID_PHOTOS) -> tuple:
@@ -81,7 +81,7 @@ def photo_split(folder=None, n_valid: int = N_VALID_PHOTOS) -> tuple:
     imgs = load_images(files, quiet=True)[0]
     return imgs[:-n_valid], imgs[-n_valid:], [f.name for f in files[:-n_valid]], [f.name for f in files[-n_valid:]]
 
-# %% ../nbs/16_learned_train.ipynb #c6594ae0
+# %% ../nbs/16_learned_train.ipynb #c9217e90
 class RateSampler(Callback):
     "Before each training batch, draw a rate index per image: the model gets (x, rate), the loss (x, rate)."
     order = 5
@@ -91,7 +91,7 @@ class RateSampler(Callback):
         r = torch.randint(0, self.n_rates, (len(x),)) if self.training else torch.full((len(x),), self.n_rates // 2)
         self.learn.xb, self.learn.yb = (x, r), (x, r)
 
-# %% ../nbs/16_learned_train.ipynb #e5662925
+# %% ../nbs/16_learned_train.ipynb #7d3a4f7d
 def rd_splitter(model) -> list:
     "Two parameter groups: everything but the quantiles, then the entropy bottlenecks' quantiles."
     aux = [p for n, p in model.named_parameters() if n.endswith('quantiles')]
@@ -111,7 +111,7 @@ class AuxLoss(Callback):
     def after_backward(self):
         if self.clip: torch.nn.utils.clip_grad_norm_(rd_splitter(self.model)[0], self.clip)
 
-# %% ../nbs/16_learned_train.ipynb #ed7b31da
+# %% ../nbs/16_learned_train.ipynb #db45e114
 @torch.no_grad()
 def evaluate_rates(model, valid: torch.Tensor, n_rates: int = len(LAMBDAS)) -> list:
     "[(rate index, estimated bpp, PSNR dB)] of `model` on `valid` (N, 3, H, W) at every rate point, latents rounded."
@@ -123,7 +123,7 @@ def evaluate_rates(model, valid: torch.Tensor, n_rates: int = len(LAMBDAS)) -> l
         rows.append((r, bpp.mean().item(), (10 * torch.log10(1 / mse)).mean().item()))
     model.train(was); return rows
 
-# %% ../nbs/16_learned_train.ipynb #ce5eb05d
+# %% ../nbs/16_learned_train.ipynb #2cd02777
 LOG_COLUMNS = ['step', 'wall_s', 'cpu_s', 'split', 'rate', 'lambda', 'loss', 'bpp', 'psnr']
 
 def _plain(v):
@@ -142,7 +142,7 @@ def save_training_state(path, model, opt, state: dict):
     torch.save(dict(model=model.state_dict(), opt=osd, **state), tmp)
     os.replace(tmp, path)
 
-_TABLES = ('scale_table', '_scales', '_pmf', '_length', '_offset')   # coding tables are not trained: `freeze_tables` rebuilds them
+_TABLES = ('scale_table', '_scales', '_pmf', '_start', '_length', '_offset')   # coding tables are not trained: `freeze_tables` rebuilds them
 
 def load_trained(model, state_dict: dict, what='checkpoint'):
     "Load trained weights into `model`, ignoring coding tables; `ValueError` if anything else is missing or extra."
@@ -162,7 +162,7 @@ def load_training_state(path, model, opt) -> dict:
             if k in s: s[k] = s[k].float()
     return {k: ck[k] for k in ('step', 'cpu_s', 'wall_s')}
 
-# %% ../nbs/16_learned_train.ipynb #66bcef66
+# %% ../nbs/16_learned_train.ipynb #093f1769
 class ResumableRD(Callback):
     "Restore from / checkpoint to `ckpt`, log to `log` (CSV), stop after `budget_s` seconds of this run or on SIGTERM."
     order = 90
@@ -183,7 +183,7 @@ class ResumableRD(Callback):
         except ValueError: self.old_handler = None      # not the main thread: no SIGTERM handling
     def _on_term(self, *args): self.stop = True
 
-# %% ../nbs/16_learned_train.ipynb #7849feeb
+# %% ../nbs/16_learned_train.ipynb #f6d5a319
 @patch
 def after_batch(self: ResumableRD):
     if not self.training: return
@@ -206,7 +206,7 @@ def _save(self: ResumableRD): save_training_state(self.ckpt, self.model, self.le
 def after_fit(self: ResumableRD):
     if self.old_handler is not None: signal.signal(signal.SIGTERM, self.old_handler)
 
-# %% ../nbs/16_learned_train.ipynb #8cb7404e
+# %% ../nbs/16_learned_train.ipynb #e151a55d
 @patch
 def _log(self: ResumableRD):
     "Append the training averages since the last log and the validation at every rate point to the CSV log."
@@ -224,7 +224,7 @@ def _log(self: ResumableRD):
             w.writerow(head + ['valid', r, self.lambdas[r], '', round(b, 4), round(p, 3)])
     self.acc = []
 
-# %% ../nbs/16_learned_train.ipynb #e4fbab12
+# %% ../nbs/16_learned_train.ipynb #dd4be60a
 def rd_learner(model, train_images, valid_images, crop: int = 128, bs: int = 8, valid_side: int = 256,
                lambdas=LAMBDAS, clip: float = 1.0, seed: int = 0) -> Learner:
     "A fastai Learner for rate-distortion training of `model` (forward(x, rate, mode)) on random crops."
@@ -246,7 +246,7 @@ def train_learned(learn: Learner, ckpt, log, budget_s: float, lr: float = 1e-4, 
         learn.fit(1, lr=np.array([lr, aux_lr]), cbs=[cb])
     return cb.state
 
-# %% ../nbs/16_learned_train.ipynb #ab37fd2f
+# %% ../nbs/16_learned_train.ipynb #58a4c9eb
 def step_speed(make_model, bf16: bool = False, channels_last: bool = False, threads: int | None = None, crop: int = 128,
                bs: int = 8, steps: int = 5, compile: bool = False) -> float:
     "Training crops per second of `make_model()` for one setting (two warm-up steps, then `steps` timed)."
@@ -269,7 +269,7 @@ def step_speed(make_model, bf16: bool = False, channels_last: bool = False, thre
         return bs * steps / (time.perf_counter() - t)
     finally: torch.set_num_threads(old)
 
-# %% ../nbs/16_learned_train.ipynb #3b52a023
+# %% ../nbs/16_learned_train.ipynb #521f4317
 def speed_table(make_model, crop: int = 128, bs: int = 8, steps: int = 5, compile: bool = True) -> 'pd.DataFrame':
     "Crops/s of one training step under each setting (float32/bfloat16 x NCHW/channels_last x 1/2 threads, + compile)."
     import pandas as pd
@@ -285,7 +285,7 @@ def speed_table(make_model, crop: int = 128, bs: int = 8, steps: int = 5, compil
         rows.append(dict(threads=torch.get_num_threads(), dtype='float32', layout='NCHW', compile=True, crops_per_s=v))
     return pd.DataFrame(rows)
 
-# %% ../nbs/16_learned_train.ipynb #27d74c8e
+# %% ../nbs/16_learned_train.ipynb #b740ace5
 def _fresh(arch: str):
     from caelab.learned import FactorizedPrior, MeanScaleHyperprior, PgicEB
     if arch == 'hyperprior': return MeanScaleHyperprior(128, 192, len(LAMBDAS))
@@ -316,10 +316,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     print(run_recipe(a.arch, a.budget, a.root, a.lr))
 
-from fastcore.imports import IN_NOTEBOOK
-if __name__ == '__main__' and not IN_NOTEBOOK: main()
+if __name__ == '__main__' and '__file__' in globals(): main()    # `python -m caelab.learned_train`, not a notebook
 
-# %% ../nbs/16_learned_train.ipynb #d7b62e42
+# %% ../nbs/16_learned_train.ipynb #9c6cf9a2
 def ship_weights(arch: str, root='.', dest=None) -> Path:
     "Freeze recipe `arch`'s latest training state into shipped weights (float16, tables float32); returns the path."
     from caelab.learned import freeze_tables
@@ -332,7 +331,7 @@ def ship_weights(arch: str, root='.', dest=None) -> Path:
     meta = dict(steps=ck['step'], cpu_hours=round(ck['cpu_s'] / 3600, 3), lambdas=list(LAMBDAS), recipe=arch)
     return save_checkpoint(model, Path(dest or weights_dir()) / f'{name}.pt', meta=meta, half=True)
 
-# %% ../nbs/16_learned_train.ipynb #90094ffc
+# %% ../nbs/16_learned_train.ipynb #bd305c79
 def plot_training_log(path, ax=None):
     "Validation PSNR and bpp per rate point against cumulative CPU hours, from a training log CSV."
     import matplotlib.pyplot as plt, pandas as pd

@@ -284,9 +284,13 @@ def _versions() -> dict:
     except ImportError: pass
     return v
 
-def _halve(k: str, v: torch.Tensor, half: bool) -> torch.Tensor:
-    "float16 for `half` floating tensors, except buffers named `_...` (coding tables stay float32, bit-exact)."
-    return v.half() if half and v.is_floating_point() and not k.rsplit('.', 1)[-1].startswith('_') else v
+_FLOAT32_NAMES = ('scale_table',)    # coding tables that `half=True` never rounds (as every buffer named `_...`)
+
+def _halve(k: str, v: torch.Tensor, half: bool, keep=()) -> torch.Tensor:
+    "float16 for `half` floating tensors, except coding tables: names `_...`, `_FLOAT32_NAMES` and `keep` stay float32."
+    name = k.rsplit('.', 1)[-1]
+    if not (half and v.is_floating_point()) or name.startswith('_') or name in _FLOAT32_NAMES or name in keep: return v
+    return v.half()
 
 # %% ../nbs/03_models.ipynb #0555ffe3
 def save_checkpoint(model: nn.Module, path, part:str='full', meta:dict|None=None, half:bool=False) -> Path:
@@ -295,7 +299,8 @@ def save_checkpoint(model: nn.Module, path, part:str='full', meta:dict|None=None
     prefixes = _part_prefixes(model, part)
     if prefixes is None: src = (model if part == 'full' else getattr(model, part)).state_dict()
     else: src = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
-    sd = {k: _halve(k, v, half).detach().cpu().clone() for k, v in src.items()}
+    keep = tuple(getattr(model, 'keep_float32', ()))     # a model may name more tables to keep exact
+    sd = {k: _halve(k, v, half, keep).detach().cpu().clone() for k, v in src.items()}
     meta = json.loads(json.dumps(meta or {}, default=str))   # plain types only, so weights_only loading accepts it
     ck = dict(format=_CKPT_FORMAT, arch=model.arch, config=dict(model.config), part=part, factor=model.factor,
               latent_channels=model.config.get('latent_channels'), meta=meta, versions=_versions(), state_dict=sd)
