@@ -6,9 +6,9 @@
 __all__ = ['LEARNED_MAX_PIXELS', 'QUALITY_SPEC', 'LEARNED', 'GDN', 'conv', 'deconv', 'analysis', 'synthesis', 'GainUnits',
            'FactorizedPrior', 'MeanScaleHyperprior', 'PgicEB', 'LearnedCodec', 'freeze_tables', 'codec_speed']
 
-# %% ../nbs/15_learned.ipynb #a0f8d08a
+# %% ../nbs/15_learned.ipynb #e9222004
+import copy
 import math
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from fastcore.basics import patch
 
 from .entropy import EntropyBottleneck, GaussianConditional, lower_bound, range_decoder, range_encoder, encoder_bytes
 
-# %% ../nbs/15_learned.ipynb #cb98bbdd
+# %% ../nbs/15_learned.ipynb #ea9fbb87
 class GDN(nn.Module):
     "Generalized divisive normalization (Ballé et al. 2016); `inverse=True` gives IGDN."
     def __init__(self, ch: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = .1, ped: float = 2 ** -18):
@@ -34,7 +34,7 @@ class GDN(nn.Module):
         norm = F.conv2d(x * x, gamma, beta)
         return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
 
-# %% ../nbs/15_learned.ipynb #743b65f5
+# %% ../nbs/15_learned.ipynb #41b105ae
 def conv(ci: int, co: int, k: int = 5, s: int = 2) -> nn.Conv2d: return nn.Conv2d(ci, co, k, stride=s, padding=k // 2)
 def deconv(ci: int, co: int, k: int = 5, s: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(ci, co, k, stride=s, padding=k // 2, output_padding=s - 1)
@@ -47,7 +47,7 @@ def synthesis(N: int, M: int) -> nn.Sequential:
     "g_s: the mirror image, with transposed convolutions and IGDN."
     return nn.Sequential(deconv(M, N), GDN(N, True), deconv(N, N), GDN(N, True), deconv(N, N), GDN(N, True), deconv(N, 3))
 
-# %% ../nbs/15_learned.ipynb #ee611289
+# %% ../nbs/15_learned.ipynb #1bfa6e3d
 def _spread(n: int, lo: float, hi: float) -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(lo), math.log(hi), n)) if n > 1 else torch.ones(1)
 
@@ -71,7 +71,7 @@ class GainUnits(nn.Module):
     def scale(self, x, rate): return self._times(x, self.gain, rate)
     def unscale(self, x, rate): return self._times(x, self.inv_gain, rate)
 
-# %% ../nbs/15_learned.ipynb #1e60c903
+# %% ../nbs/15_learned.ipynb #0fdb0122
 def _split_mode(mode: str) -> tuple:
     "The quantisation of (likelihoods, decoder input) for a forward `mode`."
     if mode == 'mixed': return 'noise', 'ste'
@@ -94,7 +94,7 @@ class FactorizedPrior(nn.Module):
         if m_dec != m_rate: y_hat = self.entropy_bottleneck.quantize(y, m_dec)
         return self.g_s(self.gain.unscale(y_hat, rate)), dict(y=lik)
 
-# %% ../nbs/15_learned.ipynb #5631e672
+# %% ../nbs/15_learned.ipynb #3c84b87d
 class MeanScaleHyperprior(nn.Module):
     "Minnen et al. (2018) mean-scale hyperprior (without the autoregressive context), with gain units."
     arch = 'hyperprior'
@@ -120,7 +120,7 @@ def forward(self: MeanScaleHyperprior, x, rate, mode: str = 'mixed'):
     if m_dec != m_rate: y_hat = self.gaussian_conditional.quantize(y, m_dec, means)
     return self.g_s(self.gain.unscale(y_hat, rate)), dict(y=y_lik, z=z_lik)
 
-# %% ../nbs/15_learned.ipynb #1ef13a3a
+# %% ../nbs/15_learned.ipynb #f95428f3
 class PgicEB(nn.Module):
     "The PgIC-CAE with gain units and a factorized entropy bottleneck on its 64-channel latent."
     arch = 'pgic-eb'
@@ -140,7 +140,7 @@ class PgicEB(nn.Module):
         m.g_a.load_state_dict(cae.encoder.state_dict()); m.g_s.load_state_dict(cae.decoder.state_dict())
         return m
 
-# %% ../nbs/15_learned.ipynb #37dd7d1d
+# %% ../nbs/15_learned.ipynb #d8f5c7f4
 @patch
 @torch.no_grad()
 def compress(self: FactorizedPrior, x: torch.Tensor, rate: float) -> tuple:
@@ -159,12 +159,12 @@ def decompress(self: FactorizedPrior, data: bytes, shapes, rate: float) -> torch
 
 PgicEB.compress, PgicEB.decompress = FactorizedPrior.compress, FactorizedPrior.decompress
 
-# %% ../nbs/15_learned.ipynb #8e216cd8
+# %% ../nbs/15_learned.ipynb #f7fe6d37
 @patch
 @torch.no_grad()
 def _hyper(self: MeanScaleHyperprior, z_hat: torch.Tensor, rate: float) -> tuple:
     "Scales and means for y from z_hat, computed in float64 so that encoder and decoder agree to the last table index."
-    h_s, gain = [__import__('copy').deepcopy(m).double() for m in (self.h_s, self.hyper_gain)]
+    h_s, gain = [copy.deepcopy(m).double() for m in (self.h_s, self.hyper_gain)]
     scales, means = h_s(gain.unscale(z_hat.double(), rate)).chunk(2, 1)
     return scales, means
 
@@ -187,20 +187,16 @@ def decompress(self: MeanScaleHyperprior, data: bytes, shapes, rate: float) -> t
     y_hat = self.gaussian_conditional.decompress(dec, *self._hyper(z_hat, rate))
     return self.g_s(self.gain.unscale(y_hat.float(), rate)).clamp(0, 1)
 
-# %% ../nbs/15_learned.ipynb #ac229783
+# %% ../nbs/15_learned.ipynb #361ddab0
 from .codecs import Codec, SettingSpec, add_alias, check_image, register
 from .container import FormatError, pack, unpack
 from .data import image_to_tensor, tensor_to_image
+from .models import pad_to_factor
 
 LEARNED_MAX_PIXELS = 2048 * 2048   # a decoder's memory grows with the image (about 500 bytes/pixel): untrusted files are bounded
 QUALITY_SPEC = SettingSpec.range('quality', 1, 6, 4, sweep=(1, 2, 3, 4, 5, 6), integer=False)
 
-def _pad(x: torch.Tensor, factor: int) -> torch.Tensor:
-    "Replicate-pad (1, 3, H, W) on the bottom and right up to multiples of `factor`."
-    ph, pw = (-x.shape[-2]) % factor, (-x.shape[-1]) % factor
-    return F.pad(x, (0, pw, 0, ph), mode='replicate') if ph or pw else x
-
-# %% ../nbs/15_learned.ipynb #3681d8da
+# %% ../nbs/15_learned.ipynb #bddc9e96
 class LearnedCodec(Codec):
     "A learned model behind the codec interface: quality 1..6 over its trained rate points, real range-coded bytes."
     lossless, spec = False, QUALITY_SPEC
@@ -219,7 +215,7 @@ class LearnedCodec(Codec):
     def _need(self):
         if not self.available(): raise ValueError(f'{self.name}: its weights {self.weights!r} are not installed')
 
-# %% ../nbs/15_learned.ipynb #47b7cb5f
+# %% ../nbs/15_learned.ipynb #40056027
 @patch
 def encode(self: LearnedCodec, img: np.ndarray, setting=None) -> bytes:
     "Range-coded bytes of `img` at quality `setting`, in the caelab container."
@@ -227,11 +223,11 @@ def encode(self: LearnedCodec, img: np.ndarray, setting=None) -> bytes:
     q, img = self.check_setting(setting), check_image(img, what=self.name)
     self._need()
     m = load_encoder(self.weights)
-    x = _pad(image_to_tensor(img)[None], m.factor)
+    x = pad_to_factor(image_to_tensor(img)[None], m.factor)
     payload, shapes = m.compress(x, q - 1)
     return pack(self.name, payload, img.shape[0], img.shape[1], setting=f'{q:g}', weights=self.weights_id, shapes=shapes)
 
-# %% ../nbs/15_learned.ipynb #b32020af
+# %% ../nbs/15_learned.ipynb #9646754a
 @patch
 def _check_header(self: LearnedCodec, hd, m) -> float:
     "The quality a header records, after checking that its latent shapes are the ones its image size implies."
@@ -256,7 +252,7 @@ def decode(self: LearnedCodec, data: bytes) -> np.ndarray:
         raise FormatError(f'{self.name} bitstream: payload does not decode ({e})') from None
     return tensor_to_image(x[0, :, :hd.height, :hd.width])
 
-# %% ../nbs/15_learned.ipynb #8e0de96b
+# %% ../nbs/15_learned.ipynb #07d8784d
 @patch
 def latent_shapes(self: FactorizedPrior, H: int, W: int) -> list: return [(self.config['M'], H // 16, W // 16)]
 @patch
@@ -265,7 +261,7 @@ def latent_shapes(self: PgicEB, H: int, W: int) -> list: return [(self.config['l
 def latent_shapes(self: MeanScaleHyperprior, H: int, W: int) -> list:
     return [(self.config['M'], H // 16, W // 16), (self.config['N'], H // 64, W // 64)]
 
-# %% ../nbs/15_learned.ipynb #b7dd6153
+# %% ../nbs/15_learned.ipynb #8b3593f9
 _HYPER = ('entropy_bottleneck.', 'gaussian_conditional.', 'gain.', 'hyper_gain.', 'h_s.')
 MeanScaleHyperprior.parts = {'encoder': ('g_a.', 'h_a.') + _HYPER, 'decoder': ('g_s.',) + _HYPER}
 FactorizedPrior.parts = PgicEB.parts = {'encoder': ('g_a.', 'entropy_bottleneck.', 'gain.'),
@@ -282,14 +278,14 @@ def _register_archs():
     for cls in (FactorizedPrior, MeanScaleHyperprior, PgicEB): register_arch(cls.arch, cls)
 _register_archs()
 
-# %% ../nbs/15_learned.ipynb #5e777966
+# %% ../nbs/15_learned.ipynb #5aeb2812
 LEARNED = (('hyperprior', 'Mean-scale hyperprior (caelab)', 'hyper_ms'),
            ('factorized', 'Factorized prior (caelab)', 'factorized'),
            ('pgic-eb', 'PgIC-CAE + entropy bottleneck', 'pgic_eb'))
 for _name, _label, _weights in LEARNED: register(LearnedCodec(_name, _label, _weights), replace=True)
 add_alias('learned', 'hyperprior')
 
-# %% ../nbs/15_learned.ipynb #0a68e76a
+# %% ../nbs/15_learned.ipynb #5bf7cb1f
 def codec_speed(img: np.ndarray, codec: str, setting=None, repeat: int = 3) -> dict:
     "Best-of-`repeat` encode and decode speed of a registered codec on `img`, in megapixels per second."
     import time
