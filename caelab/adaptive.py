@@ -168,7 +168,7 @@ class Auto(Codec):
         q = self.check_setting(setting)
         png, webp = encode(img, 'png'), encode(img, 'webp', q)
         return png if len(png) < len(webp) else webp
-    def decode(self, data) -> np.ndarray: return get_codec('png').decode(data)   # Pillow reads either
+    def decode(self, data) -> np.ndarray: return get_codec(self.writer(data)).decode(data)   # each with exactly its own format
     def writer(self, data) -> str:
         "The codec that wrote `data`: 'png' or 'webp' (auto's output is plain PNG or WebP bytes)."
         return 'png' if bytes(data[:8]) == b'\x89PNG\r\n\x1a\n' else 'webp'

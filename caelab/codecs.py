@@ -218,7 +218,7 @@ class PillowCodec(Codec):
 
     def decode(self, data) -> np.ndarray:
         from caelab.data import load_image
-        return load_image(bytes(data), quiet=True)
+        return load_image(bytes(data), quiet=True, formats=(self.pil_format,))   # exactly its own format
 
 class Jpeg2000(PillowCodec):
     "JPEG 2000 at a target rate in bits per pixel (irreversible 9/7 wavelet, with the colour transform)."

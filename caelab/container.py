@@ -7,6 +7,7 @@ __all__ = ['MAGIC', 'VERSION', 'MAX_PIXELS', 'LATENT_MODES', 'FormatError', 'Hea
            'inflate', 'deflate', 'quantise', 'dequantise']
 
 # %% ../nbs/01b_container.ipynb #fcfd2ec0
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -118,6 +119,10 @@ def peek(data, what: str = 'caelab bitstream', max_pixels: int = MAX_PIXELS) -> 
     if not codec: raise FormatError(f'{what} is corrupt: it names no codec')
     if h * w > max_pixels:
         raise FormatError(f'{what} claims a {w}x{h} image = {h*w:,} pixels, over the limit of {max_pixels:,}')
+    for s in shapes:
+        if math.prod(s) > 3 * max_pixels:
+            raise FormatError(f'{what} declares an array of shape {s} = {math.prod(s):,} values, more than an image '
+                              f'within the limit of {max_pixels:,} pixels has ({3 * max_pixels:,})')
     return Header(codec, setting, weights or None, h, w, shapes, n, r.pos, ver)
 
 # %% ../nbs/01b_container.ipynb #fe8370dc
@@ -135,6 +140,9 @@ def unpack(data, codec: str|None = None, weights: str|None = None, what: str|Non
 # %% ../nbs/01b_container.ipynb #aa022751
 def inflate(data: bytes, max_bytes: int, what: str = 'deflated data') -> bytes:
     "Inflate zlib `data`, producing at most `max_bytes`; `FormatError` if it is corrupt, truncated or would exceed it."
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
+        raise ValueError(f'max_bytes must be a non-negative integer (what the header promises), got {max_bytes!r}')
+    max_bytes = int(max_bytes)
     d = zlib.decompressobj()
     try: out = d.decompress(bytes(data), max_bytes + 1)
     except zlib.error as e: raise FormatError(f'{what} is corrupt ({e})') from None

@@ -24,7 +24,7 @@ from fastcore.basics import patch
 from PIL import Image, ImageDraw
 
 from .codecs import Codec, SettingSpec, codec_names, get_codec
-from .data import ImageLoadError, find_shared_data, image_files, load_image, sample_images
+from .data import ImageLoadError, find_shared_data, format_of_name, image_files, load_image, sample_images
 from .metrics import bpp, compression_ratio, image_metrics, psnr, spectrum_difference, ssim
 from .container import LATENT_MODES
 
@@ -296,7 +296,7 @@ def working_image(img: np.ndarray, max_side: int = 1024) -> tuple:
 
 # %% ../nbs/13a_evaluate.ipynb #fba9b5fc
 def read_upload(value, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> tuple:
-    "Decode the value of an ipywidgets `FileUpload` (the last file): (file name, uint8 image); `UploadError` if unusable."
+    "Decode the value of an ipywidgets `FileUpload` (the last file): (file name, uint8 image), decoded as the format its extension declares; `UploadError` if unusable."
     if isinstance(value, dict): value = tuple(dict(v, name=v.get('name', k)) for k, v in value.items())  # ipywidgets 7
     if not value: raise UploadError('no file was uploaded')
     f = value[-1]
@@ -307,7 +307,8 @@ def read_upload(value, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_
     if len(data) == 0: raise UploadError(f'{name}: the file is empty (zero bytes)')
     if len(data) > max_bytes:
         raise UploadError(f'{name}: {len(data):,} bytes is more than the upload limit of {max_bytes:,} bytes')
-    try: img = load_image(data, max_pixels=max_pixels, quiet=True)
+    fmt = format_of_name(name)                          # what the extension declares; none: any format caelab reads
+    try: img = load_image(data, max_pixels=max_pixels, quiet=True, formats=(fmt,) if fmt else None)
     except ImageLoadError as e:
         msg = str(e)
         raise UploadError(f'{name}: {msg.split(": ", 1)[1] if msg.startswith("<") else msg}') from None

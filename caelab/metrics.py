@@ -16,53 +16,96 @@ __all__ = ['MS_SSIM_WEIGHTS', 'mse', 'psnr', 'ssim', 'ms_ssim_min_side', 'ms_ssi
            'image_metrics']
 
 # %% ../nbs/01_metrics.ipynb #9b3237aa
-def _to_nchw(x, name='image'):
-    "Convert numpy `HW`/`HWC`/`NHWC` or torch `HW`/`CHW`/`NCHW` to a float NCHW tensor; return (tensor, is_uint8)."
+def _view4(x, name='image'):
+    "`x` as a 4-D view without copying, with the checks of `_to_nchw`: (view, is_uint8); numpy views are NHWC, torch NCHW."
     if isinstance(x, np.ndarray):
         if x.dtype == np.uint8: is_int = True
         elif np.issubdtype(x.dtype, np.floating): is_int = False
         else: raise ValueError(f"{name}: unsupported dtype {x.dtype}; use uint8 (0..255) or float")
-        if x.ndim == 2: x = x[None, :, :, None]
+        if x.ndim == 2: v = x[None, :, :, None]
         elif x.ndim == 3:
             if x.shape[-1] > 4:
                 raise ValueError(f"{name}: a 3-D array is read as HxWxC but has {x.shape[-1]} channels "
                                  f"(shape {x.shape}); for a batch of grayscale images pass NxHxWx1")
-            x = x[None]
-        elif x.ndim != 4: raise ValueError(f"{name}: expected an HxW, HxWxC or NxHxWxC array, got shape {x.shape}")
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float64)
-        t = torch.from_numpy(x if x.flags.writeable else x.copy())
+            v = x[None]
+        elif x.ndim == 4: v = x
+        else: raise ValueError(f"{name}: expected an HxW, HxWxC or NxHxWxC array, got shape {x.shape}")
     elif isinstance(x, torch.Tensor):
         if x.dtype == torch.uint8: is_int = True
         elif x.is_floating_point(): is_int = False
         else: raise ValueError(f"{name}: unsupported dtype {x.dtype}; use uint8 (0..255) or float")
-        if x.ndim == 2: t = x[None, None]
+        if x.ndim == 2: v = x[None, None]
         elif x.ndim == 3:
             if x.shape[0] > 4:
                 raise ValueError(f"{name}: a 3-D tensor is read as CxHxW but has {x.shape[0]} channels "
                                  f"(shape {tuple(x.shape)}); for a batch of grayscale images pass Nx1xHxW")
-            t = x[None]
-        elif x.ndim == 4: t = x
+            v = x[None]
+        elif x.ndim == 4: v = x
         else: raise ValueError(f"{name}: expected an HxW, CxHxW or NxCxHxW tensor, got shape {tuple(x.shape)}")
-        if is_int or t.dtype in (torch.float16, torch.bfloat16): t = t.float()
     else: raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-    if t.numel() == 0: raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    if (v.size if isinstance(v, np.ndarray) else v.numel()) == 0: raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    return v, is_int
+
+def _nchw_shape(v) -> tuple: return (v.shape[0], v.shape[3], v.shape[1], v.shape[2]) if isinstance(v, np.ndarray) else tuple(v.shape)
+
+def _crop(v, i0, i1, j0, j1):
+    "Rows i0:i1 and columns j0:j1 of a 4-D view (numpy NHWC or torch NCHW)."
+    return v[:, i0:i1, j0:j1] if isinstance(v, np.ndarray) else v[:, :, i0:i1, j0:j1]
+
+def _convert(v, is_int, name='image'):
+    "A 4-D view (numpy NHWC or torch NCHW) as a float NCHW tensor: float64 for numpy, float32 for uint8/half tensors."
+    if isinstance(v, np.ndarray):
+        x = np.ascontiguousarray(v.transpose(0, 3, 1, 2), dtype=np.float64)
+        t = torch.from_numpy(x if x.flags.writeable else x.copy())
+    else: t = v.float() if is_int or v.dtype in (torch.float16, torch.bfloat16) else v
     if not is_int and torch.isnan(t).any(): raise ValueError(f"{name} contains NaN values")
-    return t, is_int
+    return t
+
+def _to_nchw(x, name='image'):
+    "Convert numpy `HW`/`HWC`/`NHWC` or torch `HW`/`CHW`/`NCHW` to a float NCHW tensor; return (tensor, is_uint8)."
+    v, is_int = _view4(x, name)
+    return _convert(v, is_int, name), is_int
+
+# %% ../nbs/01_metrics.ipynb #deffd22e
+_TILE_VALUES = 1 << 19     # values (images x channels x rows x columns) converted at once: bounds the metrics' memory
+
+class _Pair:
+    "Two images checked as a pair but not yet converted: `tile(...)` converts a block of both to NCHW floats."
+    def __init__(self, a, b, data_range=None):
+        (self.va, xi), (self.vb, yi) = _view4(a, 'a'), _view4(b, 'b')
+        self.shape = _nchw_shape(self.va)
+        if self.shape != _nchw_shape(self.vb):
+            raise ValueError(f"shape mismatch: a has shape {tuple(a.shape)}, b has shape {tuple(b.shape)}")
+        if xi != yi and data_range is None:
+            raise ValueError("one image is uint8 (0..255) and the other float; convert both to the same scale "
+                             "(or pass data_range explicitly)")
+        if data_range is None: data_range = 255. if xi else 1.
+        if not data_range > 0: raise ValueError(f"data_range must be positive, got {data_range}")
+        self.xi, self.yi, self.R = xi, yi, float(data_range)
+        self.dev = a.device if isinstance(a, torch.Tensor) else (b.device if isinstance(b, torch.Tensor) else torch.device('cpu'))
+
+    def tile(self, n0=0, n1=None, i0=0, i1=None, j0=0, j1=None) -> tuple:
+        "Images `n0:n1`, rows `i0:i1`, columns `j0:j1` of both as NCHW tensors of one dtype, on `a`'s device (or `b`'s)."
+        x = _convert(_crop(self.va[n0:n1], i0, i1, j0, j1), self.xi, 'a')
+        y = _convert(_crop(self.vb[n0:n1], i0, i1, j0, j1), self.yi, 'b')
+        dt = torch.promote_types(x.dtype, y.dtype)
+        return x.to(self.dev, dt), y.to(self.dev, dt)
+
+    def tiles(self, halo=0) -> list:
+        "[((n0, n1), [(i0, i1, j0, j1), ...]), ...]: groups of whole images, or one image cut into overlapping tiles."
+        N, C, H, W = self.shape
+        if C * H * W <= _TILE_VALUES:                      # small images: as many whole ones at a time as fit
+            k = _TILE_VALUES // (C * H * W)
+            return [((n, min(n + k, N)), [(0, H, 0, W)]) for n in range(0, N, k)]
+        side = max(4 * halo, 32, math.isqrt(_TILE_VALUES // C) - halo)   # 'valid' outputs per tile and axis
+        spans = lambda n: [(i, min(i + side, n - halo) + halo) for i in range(0, max(n - halo, 1), side)]
+        blocks = [(i0, i1, j0, j1) for i0, i1 in spans(H) for j0, j1 in spans(W)]
+        return [((n, n + 1), blocks) for n in range(N)]
 
 def _prep(a, b, data_range=None):
     "Convert a pair of images to NCHW tensors on a common device/dtype; return (x, y, data_range)."
-    x, xi = _to_nchw(a, 'a'); y, yi = _to_nchw(b, 'b')
-    if x.shape != y.shape:
-        raise ValueError(f"shape mismatch: a has shape {tuple(a.shape)}, b has shape {tuple(b.shape)}")
-    if xi != yi and data_range is None:
-        raise ValueError("one image is uint8 (0..255) and the other float; convert both to the same scale "
-                         "(or pass data_range explicitly)")
-    dev = a.device if isinstance(a, torch.Tensor) else y.device
-    dt = torch.promote_types(x.dtype, y.dtype)
-    x, y = x.to(dev, dt), y.to(dev, dt)
-    if data_range is None: data_range = 255. if xi else 1.
-    if not data_range > 0: raise ValueError(f"data_range must be positive, got {data_range}")
-    return x, y, float(data_range)
+    p = _Pair(a, b, data_range)
+    return (*p.tile(), p.R)
 
 def _reduce(v, reduction):
     "Per-image values `v` (shape N) -> python float ('mean') or the tensor itself ('none')."
@@ -71,13 +114,31 @@ def _reduce(v, reduction):
     raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 # %% ../nbs/01_metrics.ipynb #3ccd46fc
+def _per_image(p, f, halo=0):
+    "Per-image sums of `f(x, y)` (a tensor (n, ...) per piece) over the tiles of `_Pair` `p`, as one tensor (N, ...)."
+    out = None                                          # filled in place: no pile of small results between big tiles
+    for (n0, n1), blocks in p.tiles(halo):
+        tot = None
+        for b in blocks:
+            part = f(*p.tile(n0, n1, *b))
+            tot = part if tot is None else tot + part
+        if out is None: out = tot.new_zeros((p.shape[0], *tot.shape[1:]))
+        out[n0:n1] = tot
+    return out
+
+def _sq_err(a, b, data_range=None) -> tuple:
+    "Per-image sums of squared differences (N,), the number of values per image, and R; tile by tile."
+    p = _Pair(a, b, data_range)
+    N, C, H, W = p.shape
+    return _per_image(p, lambda x, y: (x - y).pow(2).flatten(1).sum(1)), C * H * W, p.R
+
 def mse(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
         b, # reconstruction, same shape and dtype family as `a`
         reduction='mean', # 'mean' -> float averaged over the batch, 'none' -> per-image tensor (N,)
        ):
     "Mean squared error in the units of the input (uint8 input -> 0..255² scale)."
-    x, y, _ = _prep(a, b)
-    return _reduce((x - y).pow(2).flatten(1).mean(1), reduction)
+    tot, n, _ = _sq_err(a, b)
+    return _reduce(tot / n, reduction)
 
 # %% ../nbs/01_metrics.ipynb #40cd4906
 def psnr(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
@@ -86,9 +147,8 @@ def psnr(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
          reduction='mean', # 'mean' -> mean of per-image PSNRs (not PSNR of pooled MSE); 'none' -> tensor (N,)
         ):
     "Peak signal-to-noise ratio in dB, $10\\log_{10}(R^2/\\mathrm{MSE})$; `inf` for identical images."
-    x, y, R = _prep(a, b, data_range)
-    m = (x - y).pow(2).flatten(1).mean(1)
-    return _reduce(10 * torch.log10(R ** 2 / m), reduction)
+    tot, n, R = _sq_err(a, b, data_range)
+    return _reduce(10 * torch.log10(R ** 2 / (tot / n)), reduction)
 
 # %% ../nbs/01_metrics.ipynb #c47cb6df
 def _gauss_1d(win_size, sigma, dtype, device):
@@ -111,11 +171,12 @@ def _blur_valid(x, g):
     x = F.conv2d(x, g.view(1, 1, k, 1).repeat(C, 1, 1, 1), groups=C)
     return F.conv2d(x, g.view(1, 1, 1, k).repeat(C, 1, 1, 1), groups=C)
 
-def _check_window(x, win_size, sigma):
+def _check_window(shape, win_size, sigma):
+    "Check the window against an NCHW `shape` (a tensor's `.shape` will do)."
     if not (isinstance(win_size, int) and win_size >= 3 and win_size % 2 == 1):
         raise ValueError(f"win_size must be an odd integer >= 3, got {win_size!r}")
     if not sigma > 0: raise ValueError(f"sigma must be positive, got {sigma}")
-    h, w = x.shape[-2:]
+    h, w = shape[-2:]
     if min(h, w) < win_size:
         raise ValueError(f"image of size {h}x{w} is smaller than the {win_size}x{win_size} SSIM window")
 
@@ -130,6 +191,14 @@ def _ssim_maps(x, y, R, win_size=11, sigma=1.5, k1=0.01, k2=0.03):
     cs = (2 * cxy + C2) / (vx + vy + C2)
     return (2 * mx * my + C1) / (mx * mx + my * my + C1) * cs, cs
 
+def _ssim_means(p, win_size=11, sigma=1.5, k1=0.01, k2=0.03) -> tuple:
+    "Means over the valid region of the SSIM and cs maps of `_Pair` `p`, per image and channel (N, C): tile by tile."
+    _check_window(p.shape, win_size, sigma)
+    f = lambda x, y: torch.stack([m.flatten(2).sum(2) for m in _ssim_maps(x, y, p.R, win_size, sigma, k1, k2)], 1)
+    H, W = p.shape[-2:]
+    sums = _per_image(p, f, halo=win_size - 1) / ((H - win_size + 1) * (W - win_size + 1))   # (N, 2, C)
+    return sums[:, 0], sums[:, 1]
+
 # %% ../nbs/01_metrics.ipynb #52f731c2
 def ssim(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
          b, # reconstruction, same shape as `a`
@@ -140,10 +209,8 @@ def ssim(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
          reduction='mean', # 'mean' -> float over the batch, 'none' -> per-image tensor (N,)
         ):
     "Structural similarity (Wang et al. 2004): Gaussian window, valid region, mean over pixels and channels."
-    x, y, R = _prep(a, b, data_range)
-    _check_window(x, win_size, sigma)
-    s, _ = _ssim_maps(x, y, R, win_size, sigma, k1, k2)
-    return _reduce(s.flatten(1).mean(1), reduction)
+    s, _ = _ssim_means(_Pair(a, b, data_range), win_size, sigma, k1, k2)
+    return _reduce(s.mean(1), reduction)
 
 # %% ../nbs/01_metrics.ipynb #8d863a67
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, five scales
@@ -151,6 +218,22 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, 
 def ms_ssim_min_side(n_scales=5, win_size=11):
     "Smallest image side MS-SSIM must *exceed* with `n_scales` scales: (win_size-1)·2^(n_scales-1)."
     return (win_size - 1) * 2 ** (n_scales - 1)
+
+def _pool_half(p) -> tuple:
+    "`avg_pool2d(., 2, padding=odd sides)` of both images of `_Pair` `p` (float NCHW tensors), converted a band of rows at a time."
+    N, C, H, W = p.shape
+    ph, pw = H % 2, W % 2
+    Ho, step = (H + ph) // 2, max(1, _TILE_VALUES // (2 * N * C * W))
+    xo = yo = None                                      # filled in place, a band at a time
+    for j0 in range(0, Ho, step):
+        j1 = min(j0 + step, Ho)
+        i0, i1 = 2 * j0 - ph, 2 * j1 - ph                 # input rows; -1 and H + 1 are the zero padding
+        x, y = p.tile(0, N, max(i0, 0), min(i1, H))
+        pad = (0, 0, max(0, -i0), max(0, i1 - H))
+        x, y = F.avg_pool2d(F.pad(x, pad), 2, padding=(0, pw)), F.avg_pool2d(F.pad(y, pad), 2, padding=(0, pw))
+        if xo is None: xo, yo = x.new_empty((N, C, Ho, x.shape[-1])), y.new_empty((N, C, Ho, y.shape[-1]))
+        xo[:, :, j0:j1], yo[:, :, j0:j1] = x, y
+    return xo, yo
 
 def ms_ssim(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
             b, # reconstruction, same shape as `a`
@@ -162,12 +245,13 @@ def ms_ssim(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
             reduction='mean', # 'mean' -> float over the batch, 'none' -> per-image tensor (N,)
            ):
     "Multi-scale SSIM (Wang et al. 2003) with 2x2 average pooling and relu-clamped terms, as `pytorch_msssim`."
-    x, y, R = _prep(a, b, data_range)
-    w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
+    p = _Pair(a, b, data_range)
+    x0, _ = p.tile(0, 1, 0, 1, 0, 1)                                 # one value: the dtype and device of the computation
+    w = torch.as_tensor(weights, dtype=x0.dtype, device=x0.device)
     if w.ndim != 1 or len(w) == 0 or bool((w < 0).any()):
         raise ValueError(f"weights must be a non-empty sequence of non-negative numbers, got {weights}")
-    _check_window(x, win_size, sigma)
-    n, side = len(w), min(x.shape[-2:])
+    _check_window(p.shape, win_size, sigma)
+    n, side = len(w), min(p.shape[-2:])
     if side <= ms_ssim_min_side(n, win_size):
         raise ValueError(f"MS-SSIM with {n} scales and win_size={win_size} needs the smaller image side to exceed "
                          f"{ms_ssim_min_side(n, win_size)} px, got {side}; use fewer scales, e.g. "
@@ -175,12 +259,9 @@ def ms_ssim(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
                          f"{ms_ssim_min_side(3, win_size)}), or plain ssim")
     terms = []
     for i in range(n):
-        s, cs = _ssim_maps(x, y, R, win_size, sigma, k1, k2)
-        if i < n - 1:
-            terms.append(torch.relu(cs.flatten(2).mean(2)))
-            pad = [d % 2 for d in x.shape[2:]]
-            x, y = F.avg_pool2d(x, 2, padding=pad), F.avg_pool2d(y, 2, padding=pad)
-        else: terms.append(torch.relu(s.flatten(2).mean(2)))
+        s, cs = _ssim_means(p, win_size, sigma, k1, k2)
+        terms.append(torch.relu(cs if i < n - 1 else s))
+        if i < n - 1: p = _Pair(*_pool_half(p), data_range=p.R)
     v = torch.prod(torch.stack(terms) ** w.view(-1, 1, 1), 0)  # (N, C)
     return _reduce(v.mean(1), reduction)
 
