@@ -290,7 +290,7 @@ def sweep(images: dict, codecs=None, settings: dict|None = None, metrics: bool =
     "Per image, codec and setting: bytes, bpp, PSNR, SSIM (and MS-SSIM, MSE), encode and decode seconds (a DataFrame)."
     import pandas as pd
     from caelab.metrics import bpp, image_metrics, png_size
-    codecs = codec_names(available_only=True) if codecs is None else list(codecs)
+    codecs = codec_names(available_only=True, fast_only=True) if codecs is None else list(codecs)
     rows = []
     for name, img in images.items():
         h, w = img.shape[:2]

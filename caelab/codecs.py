@@ -85,6 +85,7 @@ class Codec:
     alpha: bool = False                       # can it store an RGBA image?
     spec: SettingSpec = SettingSpec.none()
     weights_id: str|None = None               # learned codecs: the id of the weights their bitstreams carry
+    slow: bool = False                        # encoding is an optimisation of minutes: asked for by name only
 
     def available(self) -> bool:
         "Can this machine run it (Pillow feature, weights, fitted model)?"
@@ -126,7 +127,7 @@ def check_image(img, alpha: bool = False, what: str = 'encode') -> np.ndarray:
 
 # %% ../nbs/02_codecs.ipynb #2c67eaf5
 _REGISTRY = {}                                       # name -> Codec, in registration order
-_PROVIDERS = ('caelab.models', 'caelab.baselines', 'caelab.adaptive', 'caelab.learned')  # chapters whose codecs register on import
+_PROVIDERS = ('caelab.models', 'caelab.baselines', 'caelab.adaptive', 'caelab.learned', 'caelab.overfit')  # chapters whose codecs register on import
 _ALIASES = {'cae-zlib': ('cae', 'uint8-zlib', True)}  # name -> (codec, setting or None, deprecated?); see `add_alias`
 _loaded = []
 
@@ -172,10 +173,12 @@ def get_codec(name: str) -> Codec:
                          f'use get_codec({base!r}) with that setting, or resolve({name!r})')
     raise ValueError(f'unknown codec {name!r}; known: {", ".join(_REGISTRY)}')
 
-def codec_names(available_only: bool = False) -> list:
-    "Names of the registered codecs (only those this machine can run if `available_only`); aliases are not listed."
+def codec_names(available_only: bool = False, fast_only: bool = False) -> list:
+    """Names of the registered codecs (only those this machine can run if `available_only`; without the `slow` ones,
+    whose encoder optimises for minutes, if `fast_only`); aliases are not listed."""
     _load_providers()
-    return [k for k, c in _REGISTRY.items() if not available_only or c.available()]
+    return [k for k, c in _REGISTRY.items() if (not available_only or c.available()) and not (fast_only and c.slow)]
+
 
 
 # %% ../nbs/02_codecs.ipynb #3755e669

@@ -30,8 +30,8 @@ from .container import LATENT_MODES
 
 # %% ../nbs/13a_evaluate.ipynb #2561a733
 def dashboard_codecs() -> dict:
-    "The codecs the dashboards offer, by name, in registry order: every registered codec this machine can run."
-    return {k: get_codec(k) for k in codec_names(available_only=True)}
+    "The codecs the dashboards offer, by name, in registry order: every registered codec this machine can run live (not `slow`)."
+    return {k: get_codec(k) for k in codec_names(available_only=True, fast_only=True)}
 
 def log_scale(spec: SettingSpec) -> bool:
     "Is this numeric setting best moved on a log scale? (a real-valued range over more than a factor of 20, e.g. a bit rate)"

@@ -5,12 +5,13 @@
 # %% auto #0
 __all__ = ['BILINEAR_TAPS', 'CAUSAL', 'STEPS', 'FW', 'LOG_S0', 'LOG_STEP', 'N_SCALES', 'R_MAX', 'FRAC_BITS', 'HEAD',
            'OVERFIT_MAX_LEVELS', 'OVERFIT_MAX_WIDTH', 'N_WEIGHT_TABLES', 'OVERFIT_LAMBDAS', 'OVERFIT_MAX_PIXELS',
-           'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'Overfit', 'rd_loss', 'evaluate', 'fit', 'compare_steps',
-           'arm_scales', 'arm_table', 'quantize_arm', 'int_arm', 'waves', 'code_level', 'weight_coder', 'code_ints',
-           'decode_ints', 'ints_bits', 'decoder_tensors', 'arm_linears', 'quantize_decoder', 'choose_exponent',
-           'write_payload', 'read_payload', 'quality_lambda', 'OverfitCodec', 'macs_per_pixel', 'encode_set']
+           'SPEED_VARIANTS', 'KODAK_RUN', 'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'Overfit', 'rd_loss',
+           'evaluate', 'fit', 'compare_steps', 'arm_scales', 'arm_table', 'quantize_arm', 'int_arm', 'waves',
+           'code_levels', 'weight_coder', 'code_ints', 'decode_ints', 'ints_bits', 'decoder_tensors', 'arm_linears',
+           'quantize_decoder', 'choose_exponent', 'write_payload', 'read_payload', 'quality_lambda', 'OverfitCodec',
+           'macs_per_pixel', 'iteration_speed', 'encode_set', 'against_anchor']
 
-# %% ../nbs/17_overfit.ipynb #1e1a2ef4
+# %% ../nbs/17_overfit.ipynb #72f646eb
 import math
 import struct
 import time
@@ -22,13 +23,14 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 from .entropy import GaussianConditional, encoder_bytes, noisy, range_decoder, range_encoder, ste_round
+from .data import image_to_tensor, tensor_to_image
 
-# %% ../nbs/17_overfit.ipynb #eea3adbd
+# %% ../nbs/17_overfit.ipynb #8df68402
 def pyramid_shapes(H: int, W: int, levels: int) -> list:
     "(h, w) of each latent level, finest first: level l has 1/2**l of the image's resolution (rounded up)."
     return [(-(-H // 2 ** l), -(-W // 2 ** l)) for l in range(levels)]
 
-# %% ../nbs/17_overfit.ipynb #bb0b03fc
+# %% ../nbs/17_overfit.ipynb #6fadc824
 BILINEAR_TAPS = (0., 0., .25, .75, .75, .25, 0., 0.)
 
 class Upsampler(nn.Module):
@@ -46,7 +48,7 @@ class Upsampler(nn.Module):
         for y in reversed(levels[:-1]): acc = torch.cat([self.up2(acc, *y.shape[-2:]), y], 1)
         return acc.flip(1)
 
-# %% ../nbs/17_overfit.ipynb #5f46834f
+# %% ../nbs/17_overfit.ipynb #70b76a26
 CAUSAL = 12     # the first 12 of the 25 positions of a 5x5 window in raster order: two rows above, two to the left
 
 def contexts(y: torch.Tensor) -> torch.Tensor:
@@ -63,7 +65,7 @@ class ARM(nn.Module):
         mu, log_scale = self.net(ctx).unbind(-1)
         return mu, log_scale
 
-# %% ../nbs/17_overfit.ipynb #eb178bd8
+# %% ../nbs/17_overfit.ipynb #b0c42ce8
 def _quant(y: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == 'noise': return noisy(y)
     if mode == 'ste': return ste_round(y)
@@ -84,7 +86,7 @@ class Overfit(nn.Module):
         self.log_scales = None if arm else nn.Parameter(torch.zeros(levels))
         self.gc = GaussianConditional()           # its likelihood: a Gaussian convolved with U(-1/2, 1/2)
 
-# %% ../nbs/17_overfit.ipynb #ed212fb4
+# %% ../nbs/17_overfit.ipynb #e6cc6f77
 @patch
 def synthesize(self: Overfit, y_hat: list) -> torch.Tensor:
     "The image (1, 3, H, W) from quantised latent levels."
@@ -104,7 +106,7 @@ def forward(self: Overfit, mode: str = 'noise') -> tuple:
     y_hat = [_quant(y, mode) for y in self.latents]
     return self.synthesize(y_hat), [self.level_likelihood(l, y) for l, y in enumerate(y_hat)]
 
-# %% ../nbs/17_overfit.ipynb #49b8d52f
+# %% ../nbs/17_overfit.ipynb #f36fb9cf
 def rd_loss(model: Overfit, x: torch.Tensor, lmbda: float, mode: str) -> tuple:
     "(λ·255²·MSE + bpp, bpp, MSE) of `model` against the image `x` (1, 3, H, W) in [0, 1]."
     x_hat, liks = model(mode)
@@ -120,7 +122,7 @@ def evaluate(model: Overfit, x: torch.Tensor, lmbda: float = 0.) -> tuple:
     mse = ((torch.round(x_hat.clamp(0, 1) * 255) / 255 - x) ** 2).mean()
     return bpp, float(10 * torch.log10(1 / mse))
 
-# %% ../nbs/17_overfit.ipynb #3603d7bb
+# %% ../nbs/17_overfit.ipynb #59cbc37c
 def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: float = 1e-2, noise_frac: float = .75,
         max_seconds: float | None = None, log_every: int = 100, progress: bool = False) -> list:
     "Fit `model` to `x`: `iters` Adam steps (or until `max_seconds`); returns [(iteration, seconds, bpp, PSNR)]."
@@ -137,7 +139,7 @@ def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: fl
         if late: break
     return log
 
-# %% ../nbs/17_overfit.ipynb #33d719d0
+# %% ../nbs/17_overfit.ipynb #90657eb8
 STEPS = {'one level, fixed model': dict(levels=1, arm=False), 'pyramid, fixed model': dict(levels=4, arm=False),
          'pyramid + ARM': dict(levels=4, arm=True)}
 
@@ -152,7 +154,7 @@ def compare_steps(x: torch.Tensor, lmbda: float = 0.013, iters: int = 150, steps
         rows.append(dict(step=name, iterations=it, seconds=s, bpp=round(bpp, 4), psnr=round(psnr, 2)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #51f85453
+# %% ../nbs/17_overfit.ipynb #478bc1e9
 FW = 8                                    # fixed-point fraction bits of the integer ARM
 LOG_S0, LOG_STEP, N_SCALES = -565, 16, 84   # scale i = exp((LOG_S0 + i*LOG_STEP) / 2**FW): 0.11 .. 19.7
 R_MAX = 121                               # latent symbols q = y - floor(mu) live in [-R_MAX, R_MAX]
@@ -173,7 +175,7 @@ def arm_table() -> np.ndarray:
         _TABLE = p / p.sum(1, keepdims=True)
     return _TABLE
 
-# %% ../nbs/17_overfit.ipynb #58d654ec
+# %% ../nbs/17_overfit.ipynb #c8b002e6
 def quantize_arm(arm: ARM) -> list:
     "[(W, b)] of the ARM's layers as int64 in 1/2**FW units; the float ARM is set to exactly these values."
     out = []
@@ -192,37 +194,44 @@ def int_arm(layers: list, ctx: np.ndarray) -> tuple:
         a = a + b
         if k < len(layers) - 1: a = np.maximum(a, 0)
     frac = (a[:, 0] & (2 ** FW - 1)) >> (FW - FRAC_BITS)
-    idx = np.clip((a[:, 1] - LOG_S0 + LOG_STEP // 2) // LOG_STEP, 0, N_SCALES - 1)
+    idx = np.minimum(np.maximum((a[:, 1] - LOG_S0 + LOG_STEP // 2) // LOG_STEP, 0), N_SCALES - 1)
     return a[:, 0] >> FW, frac * N_SCALES + idx
 
-# %% ../nbs/17_overfit.ipynb #15c641ad
-def waves(h: int, w: int) -> tuple:
-    "(order, bounds, context indices, positions) of an h x w level: wave t is order[bounds[t]:bounds[t+1]]."
-    i, j = np.divmod(np.arange(h * w), w)
-    t = j + 3 * i
-    order = np.argsort(t, kind='stable')
-    bounds = np.searchsorted(t[order], np.arange(t.max() + 2))
+# %% ../nbs/17_overfit.ipynb #a59467ae
+def waves(shapes: list) -> tuple:
+    """(order, bounds, context indices, positions) of latent levels of `shapes` [(h, w), ...] held in one flat buffer
+    (each level zero-padded by 2): wave t is order[bounds[t]:bounds[t+1]], all levels' latents with j + 3i = t."""
+    T, C, P, off = [], [], [], 0
     di, dj = np.divmod(np.arange(CAUSAL), 5)                     # the 12 causal offsets of the 5x5 window
-    ctx = (i[:, None] + di) * (w + 4) + (j[:, None] + dj)        # flat indices into the zero-padded (h+4, w+4) level
-    return order, bounds, ctx, (i + 2) * (w + 4) + (j + 2)
+    for h, w in shapes:
+        i, j = np.divmod(np.arange(h * w), w)
+        T.append(j + 3 * i)
+        C.append(off + (i[:, None] + di) * (w + 4) + (j[:, None] + dj))   # flat indices into the padded level
+        P.append(off + (i + 2) * (w + 4) + (j + 2)); off += (h + 4) * (w + 4)
+    t = np.concatenate(T); order = np.argsort(t, kind='stable')
+    return order, np.searchsorted(t[order], np.arange(t.max() + 2)), np.concatenate(C), np.concatenate(P)
 
-def code_level(coder, layers: list, h: int, w: int, y: np.ndarray | None = None) -> np.ndarray:
-    "Encode (`y` given, int (h, w)) or decode (`y` None) one latent level wave by wave; returns the level as coded."
+def code_levels(coder, layers: list, shapes: list, ys: list | None = None) -> list:
+    "Encode (`ys` given, int arrays of `shapes`) or decode (`ys` None) latent levels wave by wave; returns them as coded."
     import constriction
     fam, table = constriction.stream.model.Categorical(perfect=False), arm_table()
-    order, bounds, ctx, pos = waves(h, w)
-    Y, src = np.zeros((h + 4) * (w + 4), np.int64), None if y is None else np.asarray(y).reshape(-1)
+    order, bounds, ctx, pos = waves(shapes)
+    Y = np.zeros(sum((h + 4) * (w + 4) for h, w in shapes), np.int64)
+    src = None if ys is None else np.concatenate([np.asarray(y).reshape(-1) for y in ys])
     for t in range(len(bounds) - 1):
         sel = order[bounds[t]:bounds[t + 1]]
         mu, rows = int_arm(layers, Y[ctx[sel]])
         if src is None: q = coder.decode(fam, table[rows]).astype(np.int64) - R_MAX
         else:
-            q = np.clip(src[sel] - mu, -R_MAX, R_MAX)              # a value the tables cannot reach is clipped
+            q = np.minimum(np.maximum(src[sel] - mu, -R_MAX), R_MAX)   # a value the tables cannot reach is clipped
             coder.encode((q + R_MAX).astype(np.int32), fam, table[rows])
         Y[pos[sel]] = mu + q
-    return Y.reshape(h + 4, w + 4)[2:-2, 2:-2]
+    out, off = [], 0
+    for h, w in shapes:
+        out.append(Y[off:off + (h + 4) * (w + 4)].reshape(h + 4, w + 4)[2:-2, 2:-2]); off += (h + 4) * (w + 4)
+    return out
 
-# %% ../nbs/17_overfit.ipynb #c583bfb3
+# %% ../nbs/17_overfit.ipynb #a4b1cda2
 _WEIGHT_GC = None
 def weight_coder() -> GaussianConditional:
     "The Gaussian tables (scales 0.11..256, with escapes) that code quantised network weights, built once."
@@ -253,7 +262,7 @@ def ints_bits(ints: np.ndarray) -> float:
     p = np.where(esc, pmf[n], pmf[np.clip(k, 0, n - 1)]).astype(np.float64)
     return float(-np.log2(p).sum() + ESCAPE_BITS * esc.sum())
 
-# %% ../nbs/17_overfit.ipynb #716d6723
+# %% ../nbs/17_overfit.ipynb #a0267df2
 def decoder_tensors(m: Overfit) -> list:
     "The float parameters a decoder needs besides the ARM, in file order: upsampling taps, synthesis, refinement."
     return [m.up.taps] + list(m.synth.parameters()) + list(m.refine.parameters())
@@ -280,7 +289,7 @@ def choose_exponent(m: Overfit, x: torch.Tensor, lmbda: float, exponents=range(4
         rows.append((lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp + wbits / npix, e, bpp, wbits / npix, psnr))
     return min(rows)[1], rows
 
-# %% ../nbs/17_overfit.ipynb #eadf2a85
+# %% ../nbs/17_overfit.ipynb #b46ac231
 HEAD = struct.Struct('<BBBB')     # levels, synthesis width, ARM width, weight exponent e (step 2**-e)
 
 @torch.no_grad()
@@ -289,11 +298,11 @@ def write_payload(m: Overfit, e: int) -> bytes:
     layers, dec_ints = quantize_arm(m.arm), quantize_decoder(m, e)
     enc = range_encoder()
     idx = [code_ints(enc, q) for q in dec_ints] + [code_ints(enc, a.ravel()) for W, b in layers for a in (W, b)]
-    for y in m.latents:
-        y.copy_(torch.from_numpy(code_level(enc, layers, *y.shape[-2:], torch.round(y).long()[0, 0].numpy())).view_as(y))
+    coded = code_levels(enc, layers, [y.shape[-2:] for y in m.latents], [torch.round(y).long()[0, 0].numpy() for y in m.latents])
+    for y, c in zip(m.latents, coded): y.copy_(torch.from_numpy(c).view_as(y))
     return HEAD.pack(m.levels, m.synth[0].out_channels, arm_linears(m)[0].out_features, e) + bytes(idx) + encoder_bytes(enc)
 
-# %% ../nbs/17_overfit.ipynb #30170422
+# %% ../nbs/17_overfit.ipynb #59c738e9
 OVERFIT_MAX_LEVELS, OVERFIT_MAX_WIDTH = 10, 64
 
 @torch.no_grad()
@@ -314,12 +323,12 @@ def read_payload(data: bytes, H: int, W: int) -> Overfit:
     for lin in lins:
         Wq, bq = decode_ints(dec, lin.weight.numel(), next(it)).reshape(lin.weight.shape), decode_ints(dec, lin.bias.numel(), next(it))
         lin.weight.copy_(torch.from_numpy(Wq) / 2 ** FW); lin.bias.copy_(torch.from_numpy(bq) / 2 ** FW); layers.append((Wq, bq))
-    for y in m.latents: y.copy_(torch.from_numpy(code_level(dec, layers, *y.shape[-2:])).view_as(y))
+    for y, c in zip(m.latents, code_levels(dec, layers, [y.shape[-2:] for y in m.latents])): y.copy_(torch.from_numpy(c).view_as(y))
     return m
 
 N_WEIGHT_TABLES = 128     # GaussianConditional's default scale table
 
-# %% ../nbs/17_overfit.ipynb #d5368b82
+# %% ../nbs/17_overfit.ipynb #c3656312
 from .codecs import Codec, SettingSpec, check_image, register
 from .container import FormatError, pack, unpack
 
@@ -333,30 +342,29 @@ def quality_lambda(q: float) -> float:
 
 class OverfitCodec(Codec):
     "A small network fitted to each image (latent pyramid + synthesis + ARM), sent with its weights."
-    name, label, lossless = 'overfit', 'Overfitted (latent pyramid + ARM)', False
+    name, label, lossless, slow = 'overfit', 'Overfitted (latent pyramid + ARM)', False, True
     spec = SettingSpec.range('quality', 1, 6, 4, sweep=(2, 3, 4, 5), integer=False)
     def __init__(self, iterations: int = 2000, max_seconds: float | None = None, levels: int = 7, progress: bool = False):
         self.iterations, self.max_seconds, self.levels, self.progress = iterations, max_seconds, levels, progress
         self.last_log, self.last_recon = [], None
 
-# %% ../nbs/17_overfit.ipynb #235c8a56
+# %% ../nbs/17_overfit.ipynb #cd01def7
 @patch
 def encode(self: OverfitCodec, img: np.ndarray, setting=None) -> bytes:
     "Fit a model to `img` at quality `setting` and return the container bytes (latents + weights, range-coded)."
     q, img = self.check_setting(setting), check_image(img, what=self.name)
     H, W = img.shape[:2]
     if H * W > OVERFIT_MAX_PIXELS: raise ValueError(f'{self.name}: {H}x{W} is over the {OVERFIT_MAX_PIXELS:,}-pixel limit')
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+    x = image_to_tensor(img)[None]
     levels = max(1, min(self.levels, int(math.log2(max(min(H, W), 1))) + 1))
     m, lmbda = Overfit(H, W, levels), quality_lambda(q)
     self.last_log = fit(m, x, lmbda, self.iterations, max_seconds=self.max_seconds, progress=self.progress,
                         log_every=max(1, self.iterations // 20))
     e, _ = choose_exponent(m, x, lmbda)
     payload = write_payload(m, e)
-    with torch.no_grad(): self.last_recon = _to_uint8(m.synthesize(list(m.latents)))   # what the decoder will show
+    with torch.no_grad(): self.last_recon = tensor_to_image(m.synthesize(list(m.latents))[0])   # what the decoder will show
     return pack(self.name, payload, H, W, setting=f'{q:g}', shapes=[(levels,)])
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray: return torch.round(x[0].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
 
 @patch
 def decode(self: OverfitCodec, data: bytes) -> np.ndarray:
@@ -365,11 +373,11 @@ def decode(self: OverfitCodec, data: bytes) -> np.ndarray:
     try:
         self.check_setting(float(hd.setting)); m = read_payload(payload, hd.height, hd.width)
     except (ValueError, RuntimeError, AssertionError) as e: raise FormatError(f'{self.name} bitstream: {e}') from None
-    with torch.no_grad(): return _to_uint8(m.synthesize(list(m.latents)))
+    with torch.no_grad(): return tensor_to_image(m.synthesize(list(m.latents))[0])
 
 register(OverfitCodec(), replace=True)
 
-# %% ../nbs/17_overfit.ipynb #9a369335
+# %% ../nbs/17_overfit.ipynb #df8f9d6b
 def macs_per_pixel(m: Overfit) -> dict:
     "Decoder multiplications per pixel, by part."
     H, W = m.H, m.W; shapes = pyramid_shapes(H, W, m.levels)
@@ -380,7 +388,35 @@ def macs_per_pixel(m: Overfit) -> dict:
     arm = sum(l.in_features * l.out_features for l in lins) * sum(h * w for h, w in shapes) / (H * W)
     return dict(upsampling=round(up, 1), synthesis=syn, arm=round(arm, 1), total=round(up + syn + arm, 1))
 
-# %% ../nbs/17_overfit.ipynb #945f3d2a
+# %% ../nbs/17_overfit.ipynb #cd2f7436
+SPEED_VARIANTS = {'float32 (default)': {}, 'bfloat16 autocast': dict(bf16=True), '5 levels': dict(levels=5),
+                  'ARM hidden 8': dict(arm_hidden=8), 'synthesis hidden 8': dict(hidden=8),
+                  'channels_last': dict(channels_last=True)}
+
+def iteration_speed(x: torch.Tensor, variants=SPEED_VARIANTS, iters: int = 3, threads=(1,), lmbda: float = 0.013) -> 'pd.DataFrame':
+    "CPU seconds and wall seconds per encoder iteration on image `x` (1, 3, H, W), per variant and thread count."
+    import pandas as pd
+    rows, old = [], torch.get_num_threads()
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            for name, kw in variants.items():
+                kw = dict(kw); bf16, cl = kw.pop('bf16', False), kw.pop('channels_last', False)
+                m = Overfit(x.shape[-2], x.shape[-1], **kw)
+                if cl: m = m.to(memory_format=torch.channels_last)
+                opt = torch.optim.Adam(m.parameters(), 1e-2)
+                def step():
+                    with torch.autocast('cpu', torch.bfloat16, enabled=bf16): loss = rd_loss(m, x, lmbda, 'noise')[0]
+                    opt.zero_grad(); loss.float().backward(); opt.step()
+                step()                                              # warm-up
+                c0, t0 = time.process_time(), time.perf_counter()
+                for _ in range(iters): step()
+                c, t = (time.process_time() - c0) / iters, (time.perf_counter() - t0) / iters
+                rows.append(dict(variant=name, threads=n, cpu_s_per_it=round(c, 4), wall_s_per_it=round(t, 4), it_per_s=round(1 / t, 2)))
+    finally: torch.set_num_threads(old)
+    return pd.DataFrame(rows)
+
+# %% ../nbs/17_overfit.ipynb #f97baf6e
 def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_seconds: float | None = None,
                quiet: bool = False) -> 'pd.DataFrame':
     "Encode each image file at each quality into `out/<stem>_q<q>.cae` (skipping finished ones); returns results.csv."
@@ -399,7 +435,8 @@ def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_s
             codec, t0 = OverfitCodec(iterations, max_seconds), time.perf_counter()
             data = codec.encode(img, q); t_enc = time.perf_counter() - t0
             t0 = time.perf_counter(); dec = OverfitCodec().decode(data); t_dec = time.perf_counter() - t0
-            row = dict(image=f.stem, quality=q, iterations=codec.last_log[-1][0], bytes=len(data),
+            row = dict(image=f.stem, quality=q, height=img.shape[0], width=img.shape[1],
+                       iterations=codec.last_log[-1][0], bytes=len(data),
                        bpp=len(data) * 8 / img.shape[0] / img.shape[1], psnr=float(psnr(img, dec)),
                        encode_s=round(t_enc, 2), decode_s=round(t_dec, 3))
             for path, rows in ((its, [dict(image=f.stem, quality=q, iteration=i, seconds=s, latent_bpp=b, psnr=p)
@@ -410,3 +447,21 @@ def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_s
             tmp = dst.with_suffix('.tmp'); tmp.write_bytes(data); tmp.replace(dst)     # the file last: its presence means done
             if not quiet: print(f'{f.stem} q{q:g}: {row["bpp"]:.3f} bpp, {row["psnr"]:.2f} dB, {t_enc:.0f} s')
     return pd.read_csv(res) if res.exists() else None
+
+# %% ../nbs/17_overfit.ipynb #80657811
+KODAK_RUN = dict(images=[f'kodim{i:02d}' for i in range(1, 7)], qualities=(2, 3, 4, 5), iterations=600)
+
+# %% ../nbs/17_overfit.ipynb #91fd268d
+def against_anchor(ours: 'pd.DataFrame', per_image: 'pd.DataFrame', anchor: str) -> 'pd.DataFrame':
+    """Per image of `ours` (image, bpp, psnr) with ≥ 4 points: BD-rate (%) against `anchor`, how many of our points lie
+    within the anchor's rate range (`compared`) and how many of those lie above its curve (`above`)."""
+    import pandas as pd
+    from caelab.bench import bd_rate
+    rows = []
+    for img, g in ours.sort_values('bpp').groupby('image'):
+        a = per_image[(per_image.image == img) & (per_image.codec == anchor)].sort_values('bpp')
+        if len(g) < 4 or len(a) < 4: continue
+        at = np.interp(g.bpp, a.bpp, a.psnr, left=np.nan, right=np.nan)   # the anchor's PSNR at our rates
+        rows.append(dict(image=img, anchor=anchor, points=len(g), bd_rate=bd_rate(a.bpp, a.psnr, g.bpp, g.psnr),
+                         compared=int(np.isfinite(at).sum()), above=int((at < g.psnr).sum())))
+    return pd.DataFrame(rows)
