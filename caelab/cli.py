@@ -15,9 +15,11 @@ from pathlib import Path
 import caelab
 
 # %% auto #0
-__all__ = ['CHAPTER_COMMANDS', 'info', 'demo_codecs', 'demo_settings', 'demo_table', 'summarize', 'rd_figure', 'run_demo',
-           'codecs_table', 'add_codecs_command', 'default_codec', 'compress_file', 'decompress_file',
-           'add_compress_commands', 'command_of', 'build_parser', 'conversion_notes', 'main', 'startup_times']
+__all__ = ['DEMO_LEARNED', 'DEMO_MAX_IMAGES', 'CHAPTER_COMMANDS', 'info', 'demo_codecs', 'demo_settings', 'setting_text',
+           'is_learned', 'demo_table', 'summarize', 'summary_text', 'rd_figure', 'equal_bytes_rows',
+           'equal_bytes_panels', 'run_demo', 'codecs_table', 'add_codecs_command', 'default_codec', 'with_budget',
+           'compress_file', 'decompress_file', 'add_compress_commands', 'command_of', 'build_parser',
+           'conversion_notes', 'main', 'startup_times']
 
 # %% ../nbs/90_cli.ipynb #9207569a
 def info() -> dict:
@@ -45,17 +47,38 @@ def info() -> dict:
         samples=f'{len(sample_images())} embedded photos', cache=str(cache_dir()), **{f'data_{k}': v for k, v in data.items()})
 
 # %% ../nbs/90_cli.ipynb #a16d3d17
+DEMO_LEARNED = ('cae', 'hyperprior')   # the shipped PgIC-CAE and the best learned codec of the registry
+DEMO_MAX_IMAGES = 2                    # embedded photos the demo uses by default (the learned codecs take seconds each)
+
 def demo_codecs() -> tuple:
-    "The demo's default codecs: JPEG, WebP, and the shipped CAE when its weights are installed."
-    from caelab.codecs import get_codec
-    return ('jpeg', 'webp') + (('cae',) if get_codec('cae').available() else ())
+    "The demo's default codecs: JPEG, WebP, and each learned codec of `DEMO_LEARNED` whose weights are installed."
+    from caelab.codecs import codec_names, get_codec
+    return ('jpeg', 'webp') + tuple(k for k in DEMO_LEARNED if k in codec_names() and get_codec(k).available())
 
 def demo_settings(codec: str, qualities=(10, 30, 50, 75, 90), settings: dict|None = None) -> tuple:
-    "The settings the demo runs `codec` at: `settings[codec]`, else `qualities` for a quality scale, else its default."
+    "The settings the demo runs `codec` at: `settings[codec]`, else `qualities` on a quality scale that holds them, else its default."
     from caelab.codecs import get_codec
     if settings and codec in settings: return tuple(settings[codec])
     sp = get_codec(codec).spec
-    return tuple(qualities) if sp.kind == 'range' and sp.label == 'quality' else (sp.default,)
+    if sp.kind == 'range' and sp.label == 'quality':
+        if all(sp.lo <= q <= sp.hi for q in qualities): return tuple(qualities)
+        sw = sp.sweep                                                # its own scale: lowest, middle, highest
+        return tuple(dict.fromkeys((sw[0], sw[len(sw) // 2], sw[-1])))
+    return (sp.default,)
+
+def setting_text(codec: str, setting) -> str:
+    "A row's setting in words: 'quality 10', 'latent mode uint8', 'lossless' or 'fixed' for a codec without one."
+    import pandas as pd
+    from caelab.codecs import get_codec
+    c = get_codec(codec)
+    if c.spec.kind == 'none' or setting is None or (not isinstance(setting, str) and pd.isna(setting)):
+        return 'lossless' if c.lossless else 'fixed'
+    return f'{c.spec.label} {setting:g}' if isinstance(setting, (int, float)) else f'{c.spec.label} {setting}'
+
+def is_learned(codec: str) -> bool:
+    "Is `codec` a learned codec (one whose bitstreams name the weights they need)?"
+    from caelab.codecs import get_codec
+    return get_codec(codec).weights_id is not None
 
 # %% ../nbs/90_cli.ipynb #94330292
 def demo_table(
@@ -63,6 +86,7 @@ def demo_table(
     codecs=('jpeg', 'webp'),       # registered codec names (`caelab codecs` lists them)
     qualities=(10, 30, 50, 75, 90),# quality settings to sweep, for codecs with a quality scale
     settings: dict|None = None,    # codec -> settings, overriding `demo_settings`
+    keep: dict|None = None,        # if a dict: gets (image, codec, setting) -> (bytes, decoded) of the learned codecs' rows
 ) -> pd.DataFrame:
     "One row per image, codec and setting: bytes, bpp, compression ratios, PSNR, SSIM, MS-SSIM and coding times."
     import pandas as pd
@@ -81,6 +105,7 @@ def demo_table(
                 data = encode(img, k, s); rec = decode(data, k)
                 dt = time.perf_counter() - t0
                 m = image_metrics(img, rec, nbytes=len(data), png_bytes=png)
+                if keep is not None and is_learned(k): keep[name, k, None if s is None else str(s)] = (len(data), rec)
                 rows.append(dict(image=name, width=w, height=h, codec=k, quality=s if quality_scale else None,
                                  setting=None if s is None else str(s), bytes=len(data), **m, seconds=dt))
     cols = ['image', 'width', 'height', 'codec', 'quality', 'setting', 'bytes', 'bpp', 'ratio_raw', 'ratio_png',
@@ -89,22 +114,44 @@ def demo_table(
     return df[[c for c in cols if c in df.columns]]
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    "Mean over images of each codec and setting (per-image PSNR averaged, as the field reports)."
+    "Mean over images of each codec and setting (per-image PSNR averaged, as the field reports), each setting in words."
+    import pandas as pd
+    from caelab.codecs import get_codec
     g = df.groupby(['codec', 'quality', 'setting'], dropna=False, sort=True)
     s = g.agg(images=('image', 'count'), bytes=('bytes', 'mean'), bpp=('bpp', 'mean'), ratio_raw=('ratio_raw', 'mean'),
-              psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean'))
-    return s.reset_index()
+              psnr=('psnr', 'mean'), ssim=('ssim', 'mean'), ms_ssim=('ms_ssim', 'mean')).reset_index()
+    s.insert(3, 'setting_text', [setting_text(k, q if pd.notna(q) else v) for k, q, v in zip(s.codec, s.quality, s.setting)])
+    s.insert(4, 'weights', [get_codec(k).weights_id or '-' for k in s.codec])
+    return s
+
+def summary_text(summary: pd.DataFrame) -> str:
+    "The summary as the demo prints it: one row per codec and setting, the setting in words, rounded."
+    import pandas as pd
+    cols = ['codec', 'setting_text', 'weights', 'images', 'bytes', 'bpp', 'ratio_raw', 'psnr', 'ssim', 'ms_ssim']
+    t = summary[cols].rename(columns={'setting_text': 'setting'})
+    with pd.option_context('display.width', 160, 'display.max_columns', 20):
+        return t.round({'bytes': 0, 'bpp': 3, 'ratio_raw': 1, 'psnr': 2, 'ssim': 4, 'ms_ssim': 4}).to_string(index=False)
 
 # %% ../nbs/90_cli.ipynb #51971cec
+def _point_label(codec: str, setting) -> str:
+    "A short label for one rate–distortion point: q10, uint8, lossless."
+    t = setting_text(codec, setting)
+    return 'q' + t.split()[-1] if t.startswith('quality ') else t.split()[-1]
+
 def rd_figure(summary: pd.DataFrame, title: str = 'Rate–distortion on the sample photos (mean over images)'):
-    "PSNR–bpp and SSIM–bpp curves, one line per codec, from a `summarize` table."
+    "PSNR–bpp and SSIM–bpp curves, one line per codec, every point labelled with its setting, from a `summarize` table."
     import matplotlib.pyplot as plt
+    import pandas as pd
     fig, axs = plt.subplots(1, 2, figsize=(11, 4), dpi=80)
     for k, g in summary.groupby('codec'):
         g = g.sort_values('bpp')
-        for ax, m in zip(axs, ('psnr', 'ssim')): ax.plot(g.bpp, g[m], 'o-', label=k)
+        for ax, m in zip(axs, ('psnr', 'ssim')):
+            line, = ax.plot(g.bpp, g[m], 'o-', ms=4, label=k)
+            for x, y, q, s in zip(g.bpp, g[m], g.quality, g.setting):
+                ax.annotate(_point_label(k, q if pd.notna(q) else s), (x, y), xytext=(3, -9), textcoords='offset points',
+                            fontsize=7, color=line.get_color())
     for ax, m in zip(axs, ('PSNR (dB)', 'SSIM')):
-        ax.set_xlabel('bits per pixel (real bytes)'); ax.set_ylabel(m); ax.grid(alpha=.3); ax.legend()
+        ax.set_xlabel('bits per pixel (real bytes)'); ax.set_ylabel(m); ax.grid(alpha=.3); ax.legend(fontsize=8)
     fig.suptitle(title); fig.tight_layout()
     return fig
 
@@ -127,18 +174,65 @@ def _demo_images(images, max_images) -> tuple:
         source = str(images)
     return (dict(list(imgs.items())[:max_images]) if max_images else imgs), source
 
+# %% ../nbs/90_cli.ipynb #0f4b177d
+def equal_bytes_rows(img, refs, against=('jpeg', 'webp')) -> list:
+    "For each reference (codec, setting, bytes, decoded): a row of panels, it and each codec of `against` at its bytes."
+    from caelab.codecs import encode_to_budget
+    from caelab.metrics import bpp, psnr
+    h, w = img.shape[:2]
+    def panel(k, s, n, rec, note=''):
+        return dict(codec=k, setting=setting_text(k, s), bytes=n, bpp=None if n is None else bpp(n, h, w),
+                    psnr=None if rec is None else psnr(img, rec), decoded=rec, note=note)
+    rows = []
+    for k, s, n, rec in refs:
+        row = [panel(k, s, n, rec)]
+        for o in against:
+            try: q, data, r = encode_to_budget(img, o, n)
+            except ValueError as e: row.append(panel(o, None, None, None, str(e))); continue
+            row.append(panel(o, q, len(data), r))
+        rows.append(row)
+    return rows
+
+def equal_bytes_panels(img, rows, title: str = ''):
+    "Figure: one row per reference codec: the original, the reference, and the other codecs given its bytes."
+    import matplotlib.pyplot as plt
+    h, w = img.shape[:2]
+    ncol = 1 + max(len(r) for r in rows)
+    fig, axs = plt.subplots(len(rows), ncol, figsize=(2.7 * ncol, len(rows) * (2.7 * h / w + 0.6) + 0.4), dpi=72, squeeze=False)
+    for i, row in enumerate(rows):
+        axs[i, 0].imshow(img); axs[i, 0].set_title(f'original\n{h * w * 3:,} B raw', fontsize=8)
+        for ax, p in zip(axs[i, 1:], row):
+            if p['decoded'] is None: ax.text(0.5, 0.5, f"{p['codec']}: {p['note']}", ha='center', va='center', wrap=True, fontsize=7); continue
+            ax.imshow(p['decoded'])
+            ax.set_title(f"{p['codec']} {p['setting']}\n{p['bytes']:,} B, {p['bpp']:.2f} bpp, {p['psnr']:.1f} dB", fontsize=8)
+    for ax in axs.flat: ax.axis('off')
+    fig.suptitle(title, fontsize=10); fig.tight_layout()
+    return fig
+
+def _refs(df, keep, name, learned, bpp_budget) -> list:
+    "Each learned codec's row for image `name` closest to `bpp_budget`: (codec, setting, bytes, decoded)."
+    import pandas as pd
+    out = []
+    for k in learned:
+        r = df[(df.image == name) & (df.codec == k)]
+        if not len(r): continue
+        r = r.iloc[(r.bpp - bpp_budget).abs().argmin()]
+        n, rec = keep[name, k, r.setting]
+        out.append((k, r.quality if pd.notna(r.quality) else r.setting, n, rec))
+    return out
+
 # %% ../nbs/90_cli.ipynb #37b074b4
 def run_demo(
     images=None,                     # folder or list of image files; None: the embedded sample photos
     out='caelab-demo',               # folder for the CSV and figures
-    codecs=None,                     # default: `demo_codecs()` (JPEG, WebP and the shipped CAE)
+    codecs=None,                     # default: `demo_codecs()` (JPEG, WebP and the learned codecs installed)
     qualities=(10, 30, 50, 75, 90),
-    bpp_budget: float = 0.25,        # budget of the equal-bytes figures
-    max_images: int|None = None,     # use only the first N images
+    bpp_budget: float = 0.25,        # equal-bytes figures: each learned codec at its setting nearest this rate (else this budget)
+    max_images: int|None = DEMO_MAX_IMAGES,  # use only the first N images (0 or None: all)
     figures: bool = True,            # write the PNG figures
     echo: bool = True,               # print the tables and where files went
 ) -> dict:
-    "Compress the images with each codec and quality; print and save the table, equal-bytes figures and RD curves."
+    "Compress the images with each codec and setting; print and save the tables, equal-bytes figures and RD curves."
     import matplotlib.pyplot as plt
     import pandas as pd
     from caelab.codecs import codec_names, equal_bytes_figure, get_codec
@@ -149,24 +243,35 @@ def run_demo(
     imgs, source = _demo_images(images, max_images)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    df = demo_table(imgs, codecs, qualities)
+    keep = {}
+    df = demo_table(imgs, codecs, qualities, keep=keep)
     summary = summarize(df)
     df.to_csv(out/'demo_per_image.csv', index=False); summary.to_csv(out/'demo_summary.csv', index=False)
-    written = [out/'demo_per_image.csv', out/'demo_summary.csv']
+    written, eq = [out/'demo_per_image.csv', out/'demo_summary.csv'], []
+    learned = [k for k in codecs if is_learned(k)]
+    tunable = [k for k in codecs if not is_learned(k) and get_codec(k).spec.kind == 'range']   # a rate to search
     if figures:
         fig = rd_figure(summary); fig.savefig(out/'rd_curves.png'); plt.close(fig); written.append(out/'rd_curves.png')
         for name, img in imgs.items():
-            tunable = [k for k in codecs if get_codec(k).spec.kind == 'range']   # a rate to search (not the CAE's few modes)
-            fig = equal_bytes_figure(img, bpp_budget, tunable, title=f'{name}: equal bytes, {bpp_budget} bpp for every codec')
+            if learned:
+                rows = equal_bytes_rows(img, _refs(df, keep, name, learned, bpp_budget), tunable)
+                eq += [dict(image=name, reference=row[0]['codec'], **{k: v for k, v in p.items() if k != 'decoded'})
+                       for row in rows for p in row]
+                fig = equal_bytes_panels(img, rows, f'{name}: each learned codec, and JPEG and WebP given its bytes')
+            else:
+                fig = equal_bytes_figure(img, bpp_budget, tunable, title=f'{name}: equal bytes, {bpp_budget} bpp for every codec')
             fig.savefig(out/f'equal_bytes_{name}.png'); plt.close(fig); written.append(out/f'equal_bytes_{name}.png')
+    eq = pd.DataFrame(eq)
     secs = time.perf_counter() - t0
     if echo:
         print(f'caelab demo: {len(imgs)} image{"s" if len(imgs) != 1 else ""} from {source}')
-        with pd.option_context('display.width', 120, 'display.max_columns', 20):
-            print(summary.round({'bytes': 0, 'bpp': 3, 'ratio_raw': 1, 'psnr': 2, 'ssim': 4, 'ms_ssim': 4}).to_string(index=False))
-        print(f'\nwrote {len(written)} files to {out.resolve()} in {secs:.1f}s:')
-        for f in written: print(f'  {f}')
-    return dict(table=df, summary=summary, files=written, seconds=secs)
+        print(summary_text(summary))
+        if len(eq):
+            print('\nequal bytes: each learned codec, and JPEG and WebP given at most its bytes (the figures)')
+            print(eq.drop(columns='note').round({'bpp': 3, 'psnr': 2}).to_string(index=False))
+        print(f'\nwrote {len(written)} files to {out} in {secs:.1f}s:')
+        for f in written: print(f'  {f.name}')
+    return dict(table=df, summary=summary, equal_bytes=eq, files=written, seconds=secs)
 
 # %% ../nbs/90_cli.ipynb #64a246fe
 def codecs_table(available_only: bool = False) -> pd.DataFrame:
@@ -212,15 +317,32 @@ def _setting_from(c, setting=None, quality=None, bpp=None):
         raise ValueError(f'{c.name} has no {k}: its setting is {str(c.spec) if c.spec.kind != "none" else "none"}')
     return c.check_setting(parse_setting(str(v)))
 
+# %% ../nbs/90_cli.ipynb #3f895677
+def with_budget(c, iterations: int|None = None, minutes: float|None = None, progress: bool = False):
+    "A copy of codec `c` with an encode budget (`iterations`, `minutes`) and progress bar; only `slow` codecs have one."
+    import copy
+    if not (getattr(c, 'slow', False) and hasattr(c, 'iterations')):
+        if iterations is None and minutes is None: return c
+        raise ValueError(f'{c.name} has no encode budget: --iterations and --minutes are for codecs that optimise each image (e.g. overfit)')
+    if iterations is not None and int(iterations) < 1: raise ValueError(f'--iterations must be at least 1, got {iterations}')
+    if minutes is not None and not float(minutes) > 0: raise ValueError(f'--minutes must be positive, got {minutes}')
+    c = copy.copy(c)
+    if iterations is not None: c.iterations = int(iterations)
+    if minutes is not None: c.max_seconds = 60 * float(minutes)
+    c.progress = progress
+    return c
+
 # %% ../nbs/90_cli.ipynb #097531aa
 def compress_file(src, out, codec: str|None = None, setting=None, quality=None, bpp=None,
-                  max_bytes: int|None = None, min_psnr: float|None = None) -> dict:
+                  max_bytes: int|None = None, min_psnr: float|None = None, iterations: int|None = None,
+                  minutes: float|None = None, progress: bool = False) -> dict:
     "Compress the image file `src` with `codec` into the file `out`; returns what was written and what it costs."
     from caelab.codecs import encode_to_budget, resolve
     from caelab.data import load_image
     from caelab.metrics import bpp as bpp_of, psnr
     img = load_image(src, quiet=True)
     c, s = resolve(codec or default_codec(), setting)
+    if iterations is not None or minutes is not None or progress: c = with_budget(c, iterations, minutes, progress)
     s = _setting_from(c, s, quality, bpp)
     if max_bytes is not None and min_psnr is not None: raise ValueError('give --max-bytes or --psnr, not both')
     if (max_bytes is not None or min_psnr is not None) and s is not None: raise ValueError('a target (--max-bytes, --psnr) replaces the setting: give one or the other')
@@ -245,7 +367,8 @@ def decompress_file(src, out, codec: str|None = None) -> dict:
 # %% ../nbs/90_cli.ipynb #0c98da25
 def _compress_handler(a) -> int:
     try:
-        r = compress_file(a.image, a.output, a.codec, a.setting, a.quality, a.bpp, a.max_bytes, a.psnr)
+        r = compress_file(a.image, a.output, a.codec, a.setting, a.quality, a.bpp, a.max_bytes, a.psnr, a.iterations,
+                          a.minutes, progress=a.iterations is not None or a.minutes is not None)
     except (ValueError, OSError) as e: print(f'caelab compress: error: {e}', file=sys.stderr); return 2
     from caelab.codecs import get_codec
     s = '' if r['setting'] is None else f" {get_codec(r['codec']).spec.label} {r['setting']}"
@@ -268,6 +391,8 @@ def add_compress_commands(sub):
     c.add_argument('--bpp', type=float, help='the setting, for codecs whose setting is a rate in bits per pixel')
     c.add_argument('--max-bytes', type=int, help='instead of a setting: the best file of at most this many bytes')
     c.add_argument('--psnr', type=float, help='instead of a setting: the smallest file with at least this PSNR (dB)')
+    c.add_argument('--iterations', type=int, help='encode budget of a codec that optimises each image (e.g. overfit)')
+    c.add_argument('--minutes', type=float, help='encode time limit of a codec that optimises each image (e.g. overfit)')
     c.set_defaults(handler=_compress_handler)
     d = sub.add_parser('decompress', help='decode a file written by `caelab compress` (or any image) to an image file')
     d.add_argument('file'); d.add_argument('-o', '--output', required=True, help='image file to write (.png keeps it exact)')
@@ -298,15 +423,16 @@ def command_of(argv) -> str|None:
 
 # %% ../nbs/90_cli.ipynb #f2f0ecce
 def _add_demo(sub):
-    d = sub.add_parser('demo', help='compress the embedded sample photos (or --images) with JPEG and WebP; '
+    d = sub.add_parser('demo', help='compress embedded sample photos (or --images) with JPEG, WebP and the learned codecs; '
                        'print bytes, bpp, PSNR, SSIM; save a CSV and figures')
     d.add_argument('--images', help='folder or image file to use instead of the embedded sample photos')
     d.add_argument('--out', default='caelab-demo', help='output folder (default: %(default)s)')
     d.add_argument('--codecs', type=_csv(str), default=None, help='comma-separated registered codecs, see `caelab codecs` '
-                   '(default: jpeg,webp and cae when its weights are installed)')
+                   '(default: jpeg,webp and the learned codecs cae, hyperprior when their weights are installed)')
     d.add_argument('--qualities', type=_csv(int), default=(10, 30, 50, 75, 90), help='comma-separated qualities (default: 10,30,50,75,90)')
-    d.add_argument('--bpp', type=float, default=0.25, help='byte budget of the equal-bytes figures, in bits per pixel (default: 0.25)')
-    d.add_argument('--max-images', type=int, help='use only the first N images')
+    d.add_argument('--bpp', type=float, default=0.25, help='equal-bytes figures: each learned codec at its setting nearest '
+                   'this rate, JPEG and WebP given its bytes (without a learned codec: the budget), in bpp (default: 0.25)')
+    d.add_argument('--max-images', type=int, default=DEMO_MAX_IMAGES, help='use only the first N images (default: %(default)s; 0: all)')
     d.add_argument('--no-figures', action='store_true', help='write only the CSV files')
 
 def _add_train(sub):

@@ -6,14 +6,15 @@
 from __future__ import annotations
 import io, math
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from .data import LazyModule
+torch, F = LazyModule('torch'), LazyModule('torch.nn.functional')   # imported on first use: `import caelab.metrics` stays quick
+
 # %% auto #0
-__all__ = ['MS_SSIM_WEIGHTS', 'mse', 'psnr', 'ssim', 'ms_ssim_min_side', 'ms_ssim', 'bpp', 'compression_ratio', 'png_size',
-           'ratio_vs_png', 'size_reduction', 'log_spectrum', 'spectrum_difference', 'band_errors', 'plot_spectra',
-           'image_metrics']
+__all__ = ['torch', 'F', 'MS_SSIM_WEIGHTS', 'mse', 'psnr', 'ssim', 'ms_ssim_min_side', 'ms_ssim', 'bpp', 'compression_ratio',
+           'png_size', 'ratio_vs_png', 'size_reduction', 'log_spectrum', 'spectrum_difference', 'band_errors',
+           'plot_spectra', 'image_metrics']
 
 # %% ../nbs/01_metrics.ipynb #9b3237aa
 def _view4(x, name='image'):
@@ -219,21 +220,27 @@ def ms_ssim_min_side(n_scales=5, win_size=11):
     "Smallest image side MS-SSIM must *exceed* with `n_scales` scales: (win_size-1)·2^(n_scales-1)."
     return (win_size - 1) * 2 ** (n_scales - 1)
 
-def _pool_half(p) -> tuple:
-    "`avg_pool2d(., 2, padding=odd sides)` of both images of `_Pair` `p` (float NCHW tensors), converted a band of rows at a time."
-    N, C, H, W = p.shape
-    ph, pw = H % 2, W % 2
-    Ho, step = (H + ph) // 2, max(1, _TILE_VALUES // (2 * N * C * W))
-    xo = yo = None                                      # filled in place, a band at a time
-    for j0 in range(0, Ho, step):
-        j1 = min(j0 + step, Ho)
-        i0, i1 = 2 * j0 - ph, 2 * j1 - ph                 # input rows; -1 and H + 1 are the zero padding
-        x, y = p.tile(0, N, max(i0, 0), min(i1, H))
-        pad = (0, 0, max(0, -i0), max(0, i1 - H))
-        x, y = F.avg_pool2d(F.pad(x, pad), 2, padding=(0, pw)), F.avg_pool2d(F.pad(y, pad), 2, padding=(0, pw))
-        if xo is None: xo, yo = x.new_empty((N, C, Ho, x.shape[-1])), y.new_empty((N, C, Ho, y.shape[-1]))
-        xo[:, :, j0:j1], yo[:, :, j0:j1] = x, y
-    return xo, yo
+class _Half(_Pair):
+    "Both images of `_Pair` (or `_Half`) `p` 2x2-average-pooled as `avg_pool2d(., 2, padding=odd sides)`, computed a tile at a time."
+    def __init__(self, p):
+        N, C, H, W = p.shape
+        self.p, self.R, self.dev, self.shape = p, p.R, p.dev, (N, C, (H + H % 2) // 2, (W + W % 2) // 2)
+
+    def tile(self, n0=0, n1=None, i0=0, i1=None, j0=0, j1=None) -> tuple:
+        "Pooled images `n0:n1`, rows `i0:i1`, columns `j0:j1`, from the level below, a band of at most `_TILE_VALUES` at a time."
+        N, C, H, W = self.p.shape
+        n1, i1, j1 = N if n1 is None else n1, self.shape[2] if i1 is None else i1, self.shape[3] if j1 is None else j1
+        ph, pw = H % 2, W % 2                            # an odd side is padded with one zero row/column in front
+        b0, b1 = 2 * j0 - pw, 2 * j1 - pw                # input columns; -1 and W are the zero padding
+        step, out = max(1, _TILE_VALUES // (4 * (n1 - n0) * C * (j1 - j0))), None
+        for r0 in range(i0, i1, step):
+            r1 = min(r0 + step, i1)
+            a0, a1 = 2 * r0 - ph, 2 * r1 - ph
+            pad = (max(0, -b0), max(0, b1 - W), max(0, -a0), max(0, a1 - H))
+            xy = [F.avg_pool2d(F.pad(t, pad), 2) for t in self.p.tile(n0, n1, max(a0, 0), min(a1, H), max(b0, 0), min(b1, W))]
+            if out is None: out = [t.new_empty((n1 - n0, C, i1 - i0, j1 - j0)) for t in xy]
+            for o, t in zip(out, xy): o[:, :, r0 - i0:r1 - i0] = t
+        return tuple(out)
 
 def ms_ssim(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
             b, # reconstruction, same shape as `a`
@@ -261,7 +268,7 @@ def ms_ssim(a, # original image(s): numpy HW/HWC/NHWC or torch HW/CHW/NCHW
     for i in range(n):
         s, cs = _ssim_means(p, win_size, sigma, k1, k2)
         terms.append(torch.relu(cs if i < n - 1 else s))
-        if i < n - 1: p = _Pair(*_pool_half(p), data_range=p.R)
+        if i < n - 1: p = _Half(p)                             # the next scale, pooled tile by tile when it is used
     v = torch.prod(torch.stack(terms) ** w.view(-1, 1, 1), 0)  # (N, C)
     return _reduce(v.mean(1), reduction)
 

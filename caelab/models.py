@@ -8,7 +8,8 @@ __all__ = ['MSCAE_LATENTS', 'ARCHS', 'LATENT_HEADER_BYTES', 'MAX_CAE_PIXELS', 'P
            'pad_to_factor', 'reconstruct', 'layer_table', 'n_params', 'LatentFormatError', 'latent_overhead',
            'cae_max_pixels', 'cae_pixel_limit', 'pack_latent', 'unpack_latent', 'compress', 'decompress',
            'register_arch', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'weights_dir', 'weights_sha256',
-           'available_weights', 'weights_id', 'pretrained', 'load_model', 'load_encoder', 'load_decoder', 'CAECodec']
+           'available_weights', 'weights_id', 'pretrained', 'shown_command', 'load_model', 'load_encoder',
+           'load_decoder', 'CAECodec']
 
 # %% ../nbs/03_models.ipynb #1b1b5925
 import contextvars
@@ -432,6 +433,13 @@ def pretrained(name:str=PGIC_WEIGHTS, part:str='full'):
         raise ValueError(f'no shipped weights named {name!r}; available: {", ".join(available_weights()) or "none"}')
     mod, info = load_checkpoint(weights_dir()/f'{name}.pt', part=part)
     return _tag(mod, weights_id(name)), info
+
+# %% ../nbs/03_models.ipynb #50fc2a8c
+def shown_command(command: str) -> str:
+    "`command` with every path argument reduced to its file name, for printing (no machine's folders in the output)."
+    import shlex
+    return ' '.join(shlex.quote(Path(t).name) if '/' in t and not t.startswith('-') else shlex.quote(t)
+                    for t in shlex.split(command))
 
 # %% ../nbs/03_models.ipynb #986c8ca8
 def _shipped_name(wid: str) -> str:

@@ -4,15 +4,16 @@
 
 # %% auto #0
 __all__ = ['KEY_PREFIX', 'KEY_BYTES', 'KEY_CHARS', 'MIN_PASSPHRASE', 'SCRYPT_DEFAULTS', 'SCRYPT_LIMITS', 'SALT_BYTES',
-           'RECORD_FORMAT', 'AUTO_QUALITY', 'SCHEMA_VERSION', 'APP_ID', 'SCHEMAS', 'MIGRATIONS', 'StoreError',
-           'InvalidKeyError', 'MalformedKeyError', 'WrongKeyError', 'IntegrityError', 'DecodeMismatchError',
-           'SchemaError', 'NotAStoreError', 'BadImageError', 'StoreBusyError', 'StoreDamagedError', 'format_key',
-           'new_key', 'parse_key', 'derive_keys', 'passphrase_material', 'store_codecs', 'default_store_path',
-           'StoredImage', 'SecureStore', 'load_test', 'add_store_commands']
+           'RECORD_FORMAT', 'SCHEMA_VERSION', 'APP_ID', 'SCHEMAS', 'MIGRATIONS', 'StoreError', 'InvalidKeyError',
+           'MalformedKeyError', 'WrongKeyError', 'IntegrityError', 'DecodeMismatchError', 'SchemaError',
+           'NotAStoreError', 'BadImageError', 'StoreBusyError', 'StoreDamagedError', 'format_key', 'new_key',
+           'parse_key', 'derive_keys', 'passphrase_material', 'store_codecs', 'default_store_path', 'StoredImage',
+           'SecureStore', 'load_test', 'add_store_commands']
 
 # %% ../nbs/11_store.ipynb #2c9bb611
 import argparse
 import base64
+import contextlib
 import functools
 import hashlib
 import json
@@ -39,8 +40,7 @@ from fastcore.basics import patch
 import caelab
 from .codecs import Codec, SettingSpec, codec_names, get_codec
 from .container import is_container, peek
-from .data import ImageLoadError, load_image, pixels_sha256
-from .metrics import psnr, ssim
+from .data import ImageLoadError, load_image, pixels_sha256          # quick: `caelab.data` imports torch only when it needs it
 
 # %% ../nbs/11_store.ipynb #c3bf3818
 class StoreError(ValueError):
@@ -188,9 +188,6 @@ def _open_sealed(cipher_key: bytes, part: str, row, nonce, ciphertext) -> bytes:
         raise IntegrityError(f'record {_rid(row["record_id"])}: its {part} failed authentication; the row was tampered with '
                              'or corrupted, so nothing is returned') from None
 
-# %% ../nbs/11_store.ipynb #d271f1e6
-AUTO_QUALITY = get_codec('auto').spec.default        # 90: auto's WebP quality unless a setting is given
-
 # %% ../nbs/11_store.ipynb #6e566b8c
 def store_codecs() -> list:
     "The codecs the store can use on this machine: every registered codec that is available here."
@@ -204,7 +201,12 @@ def _store_codec(name: str) -> Codec:
         raise StoreError(f'codec {name!r} is registered but cannot run here (missing Pillow support or weights)')
     return c
 
-def _encode(img: np.ndarray, codec: str = 'auto', setting=None) -> tuple:
+def _trusted(max_pixels: int|None):
+    "A block in which the learned decoders accept images of up to `max_pixels`: for the store's own records."
+    models = sys.modules.get('caelab.models')      # a learned codec was loaded with it; a WebP record must not import torch
+    return models.cae_pixel_limit(max_pixels) if models is not None and max_pixels is not None else contextlib.nullcontext()
+
+def _encode(img: np.ndarray, codec: str = 'auto', setting=None, max_pixels: int|None = None) -> tuple:
     "Compress a uint8 (H, W, 3) image for the store: (payload bytes, decoded pixels, codec that wrote it, settings)."
     c = _store_codec(codec)
     h, w = img.shape[:2]
@@ -212,14 +214,14 @@ def _encode(img: np.ndarray, codec: str = 'auto', setting=None) -> tuple:
         setting = c.check_setting(setting)
         payload = c.encode(img, setting)
         used = c.writer(payload) if hasattr(c, 'writer') else c.name      # a codec that delegates says to whom
-        decoded = get_codec(used).decode(payload)
+        with _trusted(max_pixels): decoded = get_codec(used).decode(payload)   # up to the store's own limit
     except (ValueError, OSError) as e:
         raise StoreError(f'{codec} cannot compress this {w}x{h} image: {e}') from None
     return payload, decoded, used, dict(requested=codec, setting=setting, label=c.label, weights_id=c.weights_id)
 
 # %% ../nbs/11_store.ipynb #f5ee268b
-def _decode(payload: bytes, codec: str, settings: dict) -> np.ndarray:
-    "Decode a stored payload with its codec, after checking that the weights it was made with are the ones installed."
+def _decode(payload: bytes, codec: str, settings: dict, max_pixels: int|None = None) -> np.ndarray:
+    "Decode a stored payload with its codec (learned ones up to `max_pixels`), after checking the weights it was made with."
     c = _store_codec(codec)
     if is_container(payload): made = peek(payload).weights
     elif 'weights_sha256' in settings: made = f"{settings.get('model')}-{settings['weights_sha256'][:8]}"   # caelab 0.1 records
@@ -227,7 +229,7 @@ def _decode(payload: bytes, codec: str, settings: dict) -> np.ndarray:
     if made is not None and made != c.weights_id:
         raise DecodeMismatchError(f'the payload was made with weights {made}, but this caelab has {c.weights_id} for '
                                   f'codec {codec}; other weights decode to other pixels')
-    return c.decode(payload)
+    with _trusted(max_pixels): return c.decode(payload)
 
 # %% ../nbs/11_store.ipynb #424d1b10
 SCHEMA_VERSION = 2
@@ -717,7 +719,8 @@ def _load(self: SecureStore, image, keep_original: bool):
 def _put(self: SecureStore, image, material: bytes, key_kind: str, codec: str, setting, name, keep_original: bool) -> str:
     kdf = self._kdf_sealed()                     # refused early in a damaged store; sealed below, for any key to check
     img, src, original = self._load(image, keep_original)
-    payload, decoded, used, settings = _encode(img, codec, setting)
+    payload, decoded, used, settings = _encode(img, codec, setting, self.max_pixels)
+    from caelab.metrics import psnr, ssim           # here, not at import: `store get` never needs them
     h, w = img.shape[:2]
     lookup, cipher_key = derive_keys(material)
     s = ssim(img, decoded) if min(h, w) >= 11 else None
@@ -823,7 +826,7 @@ def get_record(self: SecureStore, key: str|None = None, passphrase: str|None = N
         raise IntegrityError(f'record {rid}: the payload fails its SHA-256 check')
     if hashlib.md5(payload, usedforsecurity=False).hexdigest() != meta['payload_md5']:
         raise IntegrityError(f'record {rid}: the payload fails its MD5 checksum')
-    try: img = _decode(payload, row['codec'], meta['settings'])
+    try: img = _decode(payload, row['codec'], meta['settings'], self.max_pixels)
     except StoreError: raise
     except ValueError as e: raise IntegrityError(f'record {rid}: the authentic payload does not decode ({e})') from None
     if verify_pixels and pixels_sha256(img) != meta['decoded_sha256']:
@@ -1143,6 +1146,11 @@ def _handler(fn, action: str):
     return run
 
 # %% ../nbs/11_store.ipynb #8d8e2278
+def _codec_name(name: str) -> str:
+    "`--codec`: a codec this machine can run, checked when `put` parses it (listing them all imports every codec, and torch)."
+    if name not in store_codecs(): raise argparse.ArgumentTypeError(f'invalid choice: {name!r} (choose from {", ".join(store_codecs())})')
+    return name
+
 def add_store_commands(sub):
     "Add `caelab store put|get|list|delete|restore-kdf|stats|load-test` to an argparse subparsers object."
     p = sub.add_parser('store', help='the encrypted image store: put, get, list, delete, stats',
@@ -1154,8 +1162,8 @@ def add_store_commands(sub):
         return q
     q = action('put', 'compress, encrypt and store an image; prints its key once')
     q.add_argument('image', metavar='IMG', help='image file (PNG, JPEG, WebP, BMP, TIFF, GIF)')
-    q.add_argument('--codec', choices=store_codecs(), default='auto', metavar='CODEC',
-                   help='a codec of `caelab codecs` (default: %(default)s: PNG or WebP q90, the smaller)')
+    q.add_argument('--codec', type=_codec_name, default='auto', metavar='CODEC',
+                   help='a codec of `caelab codecs` (default: %(default)s: the smaller of PNG and WebP that reaches its PSNR target)')
     q.add_argument('--setting', '--quality', dest='setting', help="the codec's setting, e.g. a JPEG quality (default: the codec's)")
     q.add_argument('--name', help='name to keep with the image, encrypted (default: the file name)')
     q.add_argument('--keep-original', action='store_true', help='also keep the original file, encrypted')

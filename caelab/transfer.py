@@ -482,7 +482,8 @@ def _expected_sha(self: Sender, img, codec, payload):
     c, _ = wire_codec(codec)
     if c is None or c.lossless: return pixels_sha256(img)
     if c.weights_id is None: return pixels_sha256(c.decode(payload))       # a classic codec: decoded here, as there
-    if self.reference_decoder is not None: return pixels_sha256(decompress(self.reference_decoder, payload))
+    if self.reference_decoder is not None:                                 # our own payload: trusted up to this image's size
+        return pixels_sha256(decompress(self.reference_decoder, payload, max_pixels=int(np.prod(np.shape(img)[:2]))))
     return None
 
 # %% ../nbs/12_transfer.ipynb #38c0758d
