@@ -76,13 +76,13 @@ def run_sweep(
     if not images: raise ValueError(f'no usable images in {source}' + _first(problems))
     jobs = [(n, c, s) for n in images for c in codecs for s in (settings or {}).get(c, get_codec(c).spec.sweep)]
     from tqdm.auto import tqdm
-    from caelab.models import cae_pixel_limit     # loaded with the codecs (`codec_names`) already
+    from caelab.models import pixel_limit         # loaded with the codecs (`codec_names`) already
     rows = []
     for name, c, s in tqdm(jobs, desc='bench', disable=not progress, file=sys.stderr, mininterval=2):
         img = images[name]
         h, w = img.shape[:2]
         try:
-            with cae_pixel_limit(h * w): r = compress_image(img, c, s)   # our own image: its learned decode is trusted
+            with pixel_limit(h * w): r = compress_image(img, c, s)   # our own image: its learned decode is trusted
             m = image_metrics(img, r.decoded, with_ms_ssim=ms_ssim)  # no `nbytes`: no PNG re-encoding per setting
         except ValueError as e:
             problems.append((f'{name} {c} {s}', str(e))); continue

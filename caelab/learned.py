@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['QUALITY_SPEC', 'LEARNED_MAX_PIXELS', 'LEARNED', 'GDN', 'conv', 'deconv', 'analysis', 'synthesis', 'GainUnits',
-           'FactorizedPrior', 'MeanScaleHyperprior', 'PgicEB', 'learned_max_pixels', 'LearnedCodec', 'freeze_tables',
-           'codec_speed']
+           'LearnedModel', 'FactorizedPrior', 'MeanScaleHyperprior', 'PgicEB', 'learned_max_pixels', 'LearnedCodec',
+           'freeze_tables', 'codec_speed']
 
 # %% ../nbs/15_learned.ipynb #e9222004
 import copy
@@ -81,7 +81,10 @@ def _split_mode(mode: str) -> tuple:
     if mode not in ('noise', 'ste', 'round'): raise ValueError(f"mode must be 'noise', 'ste', 'round' or 'mixed', got {mode!r}")
     return mode, mode
 
-class FactorizedPrior(nn.Module):
+class LearnedModel(nn.Module):
+    "Base of the learned models: `compress`/`decompress` (below) around each model's own `compress_latent`/`decompress_latent`."
+
+class FactorizedPrior(LearnedModel):
     "Ballé et al. (2018) factorized-prior model with gain units for `n_rates` rate points."
     arch = 'factorized'
     def __init__(self, N: int = 128, M: int = 192, n_rates: int = 6):
@@ -98,7 +101,7 @@ class FactorizedPrior(nn.Module):
         return self.g_s(self.gain.unscale(y_hat, rate)), dict(y=lik)
 
 # %% ../nbs/15_learned.ipynb #3c84b87d
-class MeanScaleHyperprior(nn.Module):
+class MeanScaleHyperprior(LearnedModel):
     "Minnen et al. (2018) mean-scale hyperprior (without the autoregressive context), with gain units."
     arch = 'hyperprior'
     def __init__(self, N: int = 128, M: int = 192, n_rates: int = 6):
@@ -124,7 +127,7 @@ def forward(self: MeanScaleHyperprior, x, rate, mode: str = 'mixed'):
     return self.g_s(self.gain.unscale(y_hat, rate)), dict(y=y_lik, z=z_lik)
 
 # %% ../nbs/15_learned.ipynb #f95428f3
-class PgicEB(nn.Module):
+class PgicEB(LearnedModel):
     "The PgIC-CAE with gain units and a factorized entropy bottleneck on its 64-channel latent."
     arch = 'pgic-eb'
     def __init__(self, latent_channels: int = 64, n_rates: int = 6):
@@ -146,6 +149,19 @@ class PgicEB(nn.Module):
 # %% ../nbs/15_learned.ipynb #d8f5c7f4
 @patch
 @torch.no_grad()
+def compress(self: LearnedModel, x: torch.Tensor, rate: float) -> tuple:
+    "Range-code one padded image `x` (1, 3, H, W) at `rate`: (bytes, the latent shapes to record in the container)."
+    return self.compress_latent(self.g_a(x), rate)
+
+@patch
+@torch.no_grad()
+def decompress(self: LearnedModel, data: bytes, shapes, rate: float) -> torch.Tensor:
+    "Decode bytes from `compress` to the padded image (1, 3, H, W), synthesised whole (`LearnedCodec.decode` works in tiles)."
+    return self.g_s(self.decompress_latent(data, shapes, rate)).clamp(0, 1)
+
+# %% ../nbs/15_learned.ipynb #9f3fa6c8
+@patch
+@torch.no_grad()
 def compress_latent(self: FactorizedPrior, y: torch.Tensor, rate: float) -> tuple:
     "Range-code the analysis transform's output `y` (1, C, h, w) at `rate`: (bytes, [latent shape])."
     enc = range_encoder()
@@ -155,34 +171,38 @@ def compress_latent(self: FactorizedPrior, y: torch.Tensor, rate: float) -> tupl
 
 @patch
 @torch.no_grad()
-def compress(self: FactorizedPrior, x: torch.Tensor, rate: float) -> tuple:
-    "Range-code one padded image `x` (1, 3, H, W) at `rate`: (bytes, [latent shape])."
-    return self.compress_latent(self.g_a(x), rate)
-
-@patch
-@torch.no_grad()
 def decompress_latent(self: FactorizedPrior, data: bytes, shapes, rate: float) -> torch.Tensor:
     "Decode bytes from `compress` to the synthesis transform's input (1, C, h, w), at 1/16 of the image's side."
     y_hat = self.entropy_bottleneck.decompress(range_decoder(data), shapes[0])
     return self.gain.unscale(y_hat, rate)
 
-@patch
-@torch.no_grad()
-def decompress(self: FactorizedPrior, data: bytes, shapes, rate: float) -> torch.Tensor:
-    "Decode bytes from `compress` to the padded image (1, 3, H, W), synthesised whole (`LearnedCodec.decode` works in tiles)."
-    return self.g_s(self.decompress_latent(data, shapes, rate)).clamp(0, 1)
-
-for _m in ('compress_latent', 'compress', 'decompress_latent', 'decompress'): setattr(PgicEB, _m, getattr(FactorizedPrior, _m))
+PgicEB.compress_latent, PgicEB.decompress_latent = FactorizedPrior.compress_latent, FactorizedPrior.decompress_latent
 
 # %% ../nbs/15_learned.ipynb #f7fe6d37
+def _weights_now(*mods) -> list:
+    "Each parameter of `mods` with its in-place version counter and storage address: what a copy of them depends on."
+    return [(p, p._version, p.data_ptr()) for mod in mods for p in mod.parameters()]
+
+def _same_weights(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(p is q and v == w and d == e for (p, v, d), (q, w, e) in zip(a, b))
+
+@patch
+def _f64_copies(self: MeanScaleHyperprior) -> tuple:
+    "Float64 copies of `h_s` and `hyper_gain`, made once per version of their weights."
+    now, cached = _weights_now(self.h_s, self.hyper_gain), self.__dict__.get('_f64')
+    if cached is None or not _same_weights(cached[0], now):
+        cached = self._f64 = (now, *[copy.deepcopy(m).double() for m in (self.h_s, self.hyper_gain)])
+    return cached[1:]
+
 @patch
 @torch.no_grad()
 def _hyper(self: MeanScaleHyperprior, z_hat: torch.Tensor, rate: float) -> tuple:
     "Scales and means for y from z_hat, computed in float64 so that encoder and decoder agree to the last table index."
-    h_s, gain = [copy.deepcopy(m).double() for m in (self.h_s, self.hyper_gain)]
+    h_s, gain = self._f64_copies()
     scales, means = h_s(gain.unscale(z_hat.double(), rate)).chunk(2, 1)
     return scales, means
 
+# %% ../nbs/15_learned.ipynb #bf09b027
 @patch
 @torch.no_grad()
 def compress_latent(self: MeanScaleHyperprior, y: torch.Tensor, rate: float) -> tuple:
@@ -196,12 +216,6 @@ def compress_latent(self: MeanScaleHyperprior, y: torch.Tensor, rate: float) -> 
 
 @patch
 @torch.no_grad()
-def compress(self: MeanScaleHyperprior, x: torch.Tensor, rate: float) -> tuple:
-    "Range-code one padded image `x` (1, 3, H, W) at `rate`: (bytes, [y's shape, z's shape])."
-    return self.compress_latent(self.g_a(x), rate)
-
-@patch
-@torch.no_grad()
 def decompress_latent(self: MeanScaleHyperprior, data: bytes, shapes, rate: float) -> torch.Tensor:
     "Decode bytes from `compress` to the synthesis transform's input (1, M, h, w), at 1/16 of the image's side."
     dec = range_decoder(data)
@@ -209,30 +223,22 @@ def decompress_latent(self: MeanScaleHyperprior, data: bytes, shapes, rate: floa
     y_hat = self.gaussian_conditional.decompress(dec, *self._hyper(z_hat, rate))
     return self.gain.unscale(y_hat.float(), rate)
 
-@patch
-@torch.no_grad()
-def decompress(self: MeanScaleHyperprior, data: bytes, shapes, rate: float) -> torch.Tensor:
-    "Decode bytes from `compress` to the padded image (1, 3, H, W), synthesised whole (`LearnedCodec.decode` works in tiles)."
-    return self.g_s(self.decompress_latent(data, shapes, rate)).clamp(0, 1)
-
 # %% ../nbs/15_learned.ipynb #361ddab0
-from . import tiles
 from .codecs import Codec, SettingSpec, add_alias, check_image, register
 from .container import FormatError, pack, unpack
 from .data import image_to_tensor, tensor_to_image
-from .models import _CAE_LIMIT, cae_max_pixels, pad_to_factor
-from .tiles import TILE, decode_tiled, encode_tiled
+from .models import current_pixel_limit, pad_to_factor
+from .tiles import TILE, decode_tiled, encode_tiled, register_pointwise
 
-if GDN not in tiles._POINTWISE: tiles._POINTWISE += (GDN,)   # GDN mixes channels at each position: tiles may cut through it
+register_pointwise(GDN)                      # GDN mixes the channels at each position only: tiles may cut through it
 QUALITY_SPEC = SettingSpec.range('quality', 1, 6, 4, sweep=(1, 2, 3, 4, 5, 6), integer=False)
 
 # %% ../nbs/15_learned.ipynb #3bb4f821
 LEARNED_MAX_PIXELS = 2048 * 2048   # the largest image a learned file from a stranger may declare, unless raised (4.2 MP)
 
 def learned_max_pixels(max_pixels: int|None = None) -> int:
-    "The learned decoders' pixel limit: `max_pixels` if given, else the innermost `cae_pixel_limit` block's, else `LEARNED_MAX_PIXELS`."
-    if max_pixels is None and _CAE_LIMIT.get() is None: return LEARNED_MAX_PIXELS
-    return cae_max_pixels(max_pixels)
+    "The learned decoders' pixel limit: `max_pixels` if given, else the innermost `pixel_limit` block's, else `LEARNED_MAX_PIXELS`."
+    return current_pixel_limit(max_pixels, default=LEARNED_MAX_PIXELS)
 
 def _pad_image(img: np.ndarray, factor: int) -> np.ndarray:
     "uint8 (H, W, 3) `img` padded at the bottom and right to multiples of `factor`, as `pad_to_factor` pads a tensor."

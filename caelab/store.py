@@ -204,7 +204,7 @@ def _store_codec(name: str) -> Codec:
 def _trusted(max_pixels: int|None):
     "A block in which the learned decoders accept images of up to `max_pixels`: for the store's own records."
     models = sys.modules.get('caelab.models')      # a learned codec was loaded with it; a WebP record must not import torch
-    return models.cae_pixel_limit(max_pixels) if models is not None and max_pixels is not None else contextlib.nullcontext()
+    return models.pixel_limit(max_pixels) if models is not None and max_pixels is not None else contextlib.nullcontext()
 
 def _encode(img: np.ndarray, codec: str = 'auto', setting=None, max_pixels: int|None = None) -> tuple:
     "Compress a uint8 (H, W, 3) image for the store: (payload bytes, decoded pixels, codec that wrote it, settings)."
