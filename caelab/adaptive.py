@@ -179,10 +179,10 @@ def choose_format(
 
 # %% ../nbs/09_adaptive.ipynb #f65b3864
 AUTO_MIN_PSNR = 34.0          # auto's default target, in dB: a lossy WebP reaches it on typical photographs
-AUTO_LOSSLESS_MARGIN = 0.25   # PNG wins when it is at most 25% bigger than the smallest WebP that meets the target
+AUTO_LOSSLESS_MARGIN = 0.25   # PNG wins when at most this fraction bigger than the smallest WebP that meets the target
 
 class Auto(Codec):
-    "The smallest of PNG and WebP that reaches a PSNR target (PNG also when at most 25% bigger); decoded by the codec that wrote it."
+    "The smallest of PNG and WebP that reaches a PSNR target (PNG also when at most `AUTO_LOSSLESS_MARGIN` bigger); decoded by the codec that wrote it."
     name, label = 'auto', 'auto: PNG or WebP, smallest to reach a PSNR'
     spec = SettingSpec.range('psnr', 20, 60, AUTO_MIN_PSNR, (30, 34, 38, 42), integer=False)   # the target, in dB
     def available(self) -> bool: return get_codec('png').available() and get_codec('webp').available()

@@ -301,10 +301,11 @@ def add_codecs_command(sub):
 
 # %% ../nbs/90_cli.ipynb #bfbe08c0
 def default_codec() -> str:
-    "The codec `caelab compress` uses by default: 'learned' if registered and available here, else 'webp'."
+    "The codec `caelab compress` uses by default: the one the alias `learned` names (the best learned codec) if its weights are installed, else 'webp'."
     from caelab.codecs import get_codec
-    try: return 'learned' if get_codec('learned').available() else 'webp'
-    except ValueError: return 'webp'
+    try: c = get_codec('learned')                   # the learned-codecs chapter keeps this alias on its best codec
+    except ValueError: return 'webp'                # no learned codec registered
+    return c.name if c.available() else 'webp'      # a real codec name, as `caelab codecs` lists it
 
 def _setting_from(c, setting=None, quality=None, bpp=None):
     "The setting given as --setting, --quality or --bpp, checked against the codec's spec."
@@ -385,7 +386,8 @@ def add_compress_commands(sub):
     "Add `caelab compress` and `caelab decompress` to an argparse subparsers object."
     c = sub.add_parser('compress', help='compress one image with any registered codec (see `caelab codecs`)')
     c.add_argument('image'); c.add_argument('-o', '--output', required=True, help='the compressed file to write')
-    c.add_argument('--codec', help="a registered codec (default: 'learned' if available, else webp)")
+    c.add_argument('--codec', help='a registered codec (default: the best learned codec, the alias learned, when its '
+                   'weights are installed, else webp)')
     c.add_argument('--setting', help='the codec\'s setting (a number or a name, e.g. a latent mode)')
     c.add_argument('--quality', type=float, help='the setting, for codecs whose setting is a quality')
     c.add_argument('--bpp', type=float, help='the setting, for codecs whose setting is a rate in bits per pixel')
