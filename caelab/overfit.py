@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['BILINEAR_TAPS', 'CAUSAL', 'STEPS', 'FW', 'LOG_S0', 'LOG_STEP', 'N_SCALES', 'R_MAX', 'FRAC_BITS', 'HEAD',
            'OVERFIT_MAX_LEVELS', 'OVERFIT_MAX_WIDTH', 'N_WEIGHT_TABLES', 'OVERFIT_LAMBDAS', 'OVERFIT_MAX_PIXELS',
-           'SPEED_VARIANTS', 'KODAK_RUN', 'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'Overfit', 'rd_loss',
-           'evaluate', 'fit', 'compare_steps', 'arm_scales', 'arm_table', 'quantize_arm', 'int_arm', 'waves',
+           'SPEED_VARIANTS', 'KODAK_RUN', 'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'soft_round', 'Overfit',
+           'rd_loss', 'evaluate', 'fit', 'compare_steps', 'arm_scales', 'arm_table', 'quantize_arm', 'int_arm', 'waves',
            'code_levels', 'weight_coder', 'code_ints', 'decode_ints', 'ints_bits', 'decoder_tensors', 'arm_linears',
            'quantize_decoder', 'choose_exponent', 'write_payload', 'read_payload', 'quality_lambda', 'OverfitCodec',
            'macs_per_pixel', 'iteration_speed', 'encode_set', 'against_anchor']
 
-# %% ../nbs/17_overfit.ipynb #72f646eb
+# %% ../nbs/17_overfit.ipynb #daae2f2a
 import math
 import struct
 import time
@@ -25,12 +25,12 @@ from fastcore.basics import patch
 from .entropy import GaussianConditional, encoder_bytes, noisy, range_decoder, range_encoder, ste_round
 from .data import image_to_tensor, tensor_to_image
 
-# %% ../nbs/17_overfit.ipynb #8df68402
+# %% ../nbs/17_overfit.ipynb #36fd4bf4
 def pyramid_shapes(H: int, W: int, levels: int) -> list:
     "(h, w) of each latent level, finest first: level l has 1/2**l of the image's resolution (rounded up)."
     return [(-(-H // 2 ** l), -(-W // 2 ** l)) for l in range(levels)]
 
-# %% ../nbs/17_overfit.ipynb #6fadc824
+# %% ../nbs/17_overfit.ipynb #d2c43c60
 BILINEAR_TAPS = (0., 0., .25, .75, .75, .25, 0., 0.)
 
 class Upsampler(nn.Module):
@@ -48,7 +48,7 @@ class Upsampler(nn.Module):
         for y in reversed(levels[:-1]): acc = torch.cat([self.up2(acc, *y.shape[-2:]), y], 1)
         return acc.flip(1)
 
-# %% ../nbs/17_overfit.ipynb #70b76a26
+# %% ../nbs/17_overfit.ipynb #ef1b1cb3
 CAUSAL = 12     # the first 12 of the 25 positions of a 5x5 window in raster order: two rows above, two to the left
 
 def contexts(y: torch.Tensor) -> torch.Tensor:
@@ -65,12 +65,18 @@ class ARM(nn.Module):
         mu, log_scale = self.net(ctx).unbind(-1)
         return mu, log_scale
 
-# %% ../nbs/17_overfit.ipynb #b0c42ce8
+# %% ../nbs/17_overfit.ipynb #a073cc53
+def soft_round(y: torch.Tensor, T: float) -> torch.Tensor:
+    "Agustsson and Theis's soft rounding at temperature `T`: a smooth staircase, rounding as T -> 0."
+    f = torch.floor(y)
+    return f + 0.5 + torch.tanh((y - f - 0.5) / T) / (2 * math.tanh(0.5 / T))
+
+# %% ../nbs/17_overfit.ipynb #b39388ab
 def _quant(y: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == 'noise': return noisy(y)
     if mode == 'ste': return ste_round(y)
     if mode == 'round': return torch.round(y)
-    raise ValueError(f"mode must be 'noise', 'ste' or 'round', got {mode!r}")
+    raise ValueError(f"mode must be 'noise', 'ste', 'round' or 'soft', got {mode!r}")
 
 class Overfit(nn.Module):
     "A per-image codec: latent pyramid, learned upsampling, per-pixel MLP synthesis + 3x3 refinement, entropy model."
@@ -86,7 +92,7 @@ class Overfit(nn.Module):
         self.log_scales = None if arm else nn.Parameter(torch.zeros(levels))
         self.gc = GaussianConditional()           # its likelihood: a Gaussian convolved with U(-1/2, 1/2)
 
-# %% ../nbs/17_overfit.ipynb #e6cc6f77
+# %% ../nbs/17_overfit.ipynb #b637e92c
 @patch
 def synthesize(self: Overfit, y_hat: list) -> torch.Tensor:
     "The image (1, 3, H, W) from quantised latent levels."
@@ -101,15 +107,18 @@ def level_likelihood(self: Overfit, l: int, y_hat: torch.Tensor) -> torch.Tensor
     return self.gc.likelihood(y_hat.flatten(), log_scale.exp(), mu)
 
 @patch
-def forward(self: Overfit, mode: str = 'noise') -> tuple:
-    "(reconstruction, [likelihoods per level]) with latents quantised by `mode` ('noise', 'ste' or 'round')."
+def forward(self: Overfit, mode: str = 'noise', T: float = .3) -> tuple:
+    "(reconstruction, [likelihoods per level]) with latents quantised by `mode` ('noise', 'ste', 'round' or 'soft')."
+    if mode == 'soft':                     # rate on soft_round(y) + noise, synthesis on soft_round of that (see below)
+        r = [noisy(soft_round(y, T)) for y in self.latents]
+        return self.synthesize([soft_round(v, T) for v in r]), [self.level_likelihood(l, v) for l, v in enumerate(r)]
     y_hat = [_quant(y, mode) for y in self.latents]
     return self.synthesize(y_hat), [self.level_likelihood(l, y) for l, y in enumerate(y_hat)]
 
-# %% ../nbs/17_overfit.ipynb #f36fb9cf
-def rd_loss(model: Overfit, x: torch.Tensor, lmbda: float, mode: str) -> tuple:
+# %% ../nbs/17_overfit.ipynb #524e82b8
+def rd_loss(model: Overfit, x: torch.Tensor, lmbda: float, mode: str, T: float | None = None) -> tuple:
     "(λ·255²·MSE + bpp, bpp, MSE) of `model` against the image `x` (1, 3, H, W) in [0, 1]."
-    x_hat, liks = model(mode)
+    x_hat, liks = model(mode) if T is None else model(mode, T)
     bpp = sum(-torch.log2(l).sum() for l in liks) / (x.shape[-1] * x.shape[-2])
     mse = ((x_hat - x) ** 2).mean()
     return lmbda * 255 ** 2 * mse + bpp, bpp, mse
@@ -122,16 +131,19 @@ def evaluate(model: Overfit, x: torch.Tensor, lmbda: float = 0.) -> tuple:
     mse = ((torch.round(x_hat.clamp(0, 1) * 255) / 255 - x) ** 2).mean()
     return bpp, float(10 * torch.log10(1 / mse))
 
-# %% ../nbs/17_overfit.ipynb #59cbc37c
+# %% ../nbs/17_overfit.ipynb #a7cd1035
 def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: float = 1e-2, noise_frac: float = .75,
-        max_seconds: float | None = None, log_every: int = 100, progress: bool = False) -> list:
+        max_seconds: float | None = None, log_every: int = 100, progress: bool = False, proxy: str = 'soft',
+        T: tuple = (.3, .1)) -> list:
     "Fit `model` to `x`: `iters` Adam steps (or until `max_seconds`); returns [(iteration, seconds, bpp, PSNR)]."
     from fastprogress.fastprogress import progress_bar
+    if proxy not in ('soft', 'noise'): raise ValueError(f"proxy must be 'soft' or 'noise', got {proxy!r}")
     opt = torch.optim.Adam(model.parameters(), lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=lr / 100)
-    t0, log = time.perf_counter(), []
+    t0, log, n1 = time.perf_counter(), [], noise_frac * iters
     for it in (progress_bar(range(iters)) if progress else range(iters)):
-        loss, _, _ = rd_loss(model, x, lmbda, 'noise' if it < noise_frac * iters else 'ste')
+        mode, temp = (proxy, T[0] + (T[1] - T[0]) * it / n1) if it < n1 else ('ste', None)
+        loss, _, _ = rd_loss(model, x, lmbda, mode, temp)
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         late = max_seconds is not None and time.perf_counter() - t0 > max_seconds
         if (it + 1) % log_every == 0 or it == iters - 1 or late:
@@ -139,9 +151,11 @@ def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: fl
         if late: break
     return log
 
-# %% ../nbs/17_overfit.ipynb #90657eb8
-STEPS = {'one level, fixed model': dict(levels=1, arm=False), 'pyramid, fixed model': dict(levels=4, arm=False),
-         'pyramid + ARM': dict(levels=4, arm=True)}
+# %% ../nbs/17_overfit.ipynb #60518bce
+STEPS = {'one level, fixed model': dict(levels=1, arm=False, proxy='noise'),
+         'pyramid, fixed model': dict(levels=4, arm=False, proxy='noise'),
+         'pyramid + ARM': dict(levels=4, arm=True, proxy='noise'),
+         'pyramid + ARM, soft rounding': dict(levels=4, arm=True, proxy='soft')}
 
 def compare_steps(x: torch.Tensor, lmbda: float = 0.013, iters: int = 150, steps=STEPS, seed: int = 0) -> 'pd.DataFrame':
     "Fit each step's model to `x` with the same budget; its estimated latent bpp, PSNR and seconds."
@@ -149,12 +163,13 @@ def compare_steps(x: torch.Tensor, lmbda: float = 0.013, iters: int = 150, steps
     rows = []
     for name, kw in steps.items():
         torch.manual_seed(seed)
+        kw = dict(kw); proxy = kw.pop('proxy', 'soft')
         m = Overfit(x.shape[-2], x.shape[-1], **kw)
-        it, s, bpp, psnr = fit(m, x, lmbda, iters, log_every=iters)[-1]
+        it, s, bpp, psnr = fit(m, x, lmbda, iters, log_every=iters, proxy=proxy)[-1]
         rows.append(dict(step=name, iterations=it, seconds=s, bpp=round(bpp, 4), psnr=round(psnr, 2)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #478bc1e9
+# %% ../nbs/17_overfit.ipynb #53984562
 FW = 8                                    # fixed-point fraction bits of the integer ARM
 LOG_S0, LOG_STEP, N_SCALES = -565, 16, 84   # scale i = exp((LOG_S0 + i*LOG_STEP) / 2**FW): 0.11 .. 19.7
 R_MAX = 121                               # latent symbols q = y - floor(mu) live in [-R_MAX, R_MAX]
@@ -175,7 +190,7 @@ def arm_table() -> np.ndarray:
         _TABLE = p / p.sum(1, keepdims=True)
     return _TABLE
 
-# %% ../nbs/17_overfit.ipynb #c8b002e6
+# %% ../nbs/17_overfit.ipynb #7e4e773d
 def quantize_arm(arm: ARM) -> list:
     "[(W, b)] of the ARM's layers as int64 in 1/2**FW units; the float ARM is set to exactly these values."
     out = []
@@ -197,7 +212,7 @@ def int_arm(layers: list, ctx: np.ndarray) -> tuple:
     idx = np.minimum(np.maximum((a[:, 1] - LOG_S0 + LOG_STEP // 2) // LOG_STEP, 0), N_SCALES - 1)
     return a[:, 0] >> FW, frac * N_SCALES + idx
 
-# %% ../nbs/17_overfit.ipynb #a59467ae
+# %% ../nbs/17_overfit.ipynb #74c2afc0
 def waves(shapes: list) -> tuple:
     """(order, bounds, context indices, positions) of latent levels of `shapes` [(h, w), ...] held in one flat buffer
     (each level zero-padded by 2): wave t is order[bounds[t]:bounds[t+1]], all levels' latents with j + 3i = t."""
@@ -231,7 +246,7 @@ def code_levels(coder, layers: list, shapes: list, ys: list | None = None) -> li
         out.append(Y[off:off + (h + 4) * (w + 4)].reshape(h + 4, w + 4)[2:-2, 2:-2]); off += (h + 4) * (w + 4)
     return out
 
-# %% ../nbs/17_overfit.ipynb #a4b1cda2
+# %% ../nbs/17_overfit.ipynb #8bfdfde7
 _WEIGHT_GC = None
 def weight_coder() -> GaussianConditional:
     "The Gaussian tables (scales 0.11..256, with escapes) that code quantised network weights, built once."
@@ -262,7 +277,7 @@ def ints_bits(ints: np.ndarray) -> float:
     p = np.where(esc, pmf[n], pmf[np.clip(k, 0, n - 1)]).astype(np.float64)
     return float(-np.log2(p).sum() + ESCAPE_BITS * esc.sum())
 
-# %% ../nbs/17_overfit.ipynb #a0267df2
+# %% ../nbs/17_overfit.ipynb #e96c4f40
 def decoder_tensors(m: Overfit) -> list:
     "The float parameters a decoder needs besides the ARM, in file order: upsampling taps, synthesis, refinement."
     return [m.up.taps] + list(m.synth.parameters()) + list(m.refine.parameters())
@@ -289,7 +304,7 @@ def choose_exponent(m: Overfit, x: torch.Tensor, lmbda: float, exponents=range(4
         rows.append((lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp + wbits / npix, e, bpp, wbits / npix, psnr))
     return min(rows)[1], rows
 
-# %% ../nbs/17_overfit.ipynb #b46ac231
+# %% ../nbs/17_overfit.ipynb #3b568a89
 HEAD = struct.Struct('<BBBB')     # levels, synthesis width, ARM width, weight exponent e (step 2**-e)
 
 @torch.no_grad()
@@ -302,7 +317,7 @@ def write_payload(m: Overfit, e: int) -> bytes:
     for y, c in zip(m.latents, coded): y.copy_(torch.from_numpy(c).view_as(y))
     return HEAD.pack(m.levels, m.synth[0].out_channels, arm_linears(m)[0].out_features, e) + bytes(idx) + encoder_bytes(enc)
 
-# %% ../nbs/17_overfit.ipynb #59c738e9
+# %% ../nbs/17_overfit.ipynb #5e74dcf2
 OVERFIT_MAX_LEVELS, OVERFIT_MAX_WIDTH = 10, 64
 
 @torch.no_grad()
@@ -328,7 +343,7 @@ def read_payload(data: bytes, H: int, W: int) -> Overfit:
 
 N_WEIGHT_TABLES = 128     # GaussianConditional's default scale table
 
-# %% ../nbs/17_overfit.ipynb #c3656312
+# %% ../nbs/17_overfit.ipynb #bb99a1b4
 from .codecs import Codec, SettingSpec, check_image, register
 from .container import FormatError, pack, unpack
 
@@ -348,7 +363,7 @@ class OverfitCodec(Codec):
         self.iterations, self.max_seconds, self.levels, self.progress = iterations, max_seconds, levels, progress
         self.last_log, self.last_recon = [], None
 
-# %% ../nbs/17_overfit.ipynb #cd01def7
+# %% ../nbs/17_overfit.ipynb #55b58bd0
 @patch
 def encode(self: OverfitCodec, img: np.ndarray, setting=None) -> bytes:
     "Fit a model to `img` at quality `setting` and return the container bytes (latents + weights, range-coded)."
@@ -377,7 +392,7 @@ def decode(self: OverfitCodec, data: bytes) -> np.ndarray:
 
 register(OverfitCodec(), replace=True)
 
-# %% ../nbs/17_overfit.ipynb #df8f9d6b
+# %% ../nbs/17_overfit.ipynb #9254bc7f
 def macs_per_pixel(m: Overfit) -> dict:
     "Decoder multiplications per pixel, by part."
     H, W = m.H, m.W; shapes = pyramid_shapes(H, W, m.levels)
@@ -388,7 +403,7 @@ def macs_per_pixel(m: Overfit) -> dict:
     arm = sum(l.in_features * l.out_features for l in lins) * sum(h * w for h, w in shapes) / (H * W)
     return dict(upsampling=round(up, 1), synthesis=syn, arm=round(arm, 1), total=round(up + syn + arm, 1))
 
-# %% ../nbs/17_overfit.ipynb #cd2f7436
+# %% ../nbs/17_overfit.ipynb #f2f3e5c9
 SPEED_VARIANTS = {'float32 (default)': {}, 'bfloat16 autocast': dict(bf16=True), '5 levels': dict(levels=5),
                   'ARM hidden 8': dict(arm_hidden=8), 'synthesis hidden 8': dict(hidden=8),
                   'channels_last': dict(channels_last=True)}
@@ -416,7 +431,7 @@ def iteration_speed(x: torch.Tensor, variants=SPEED_VARIANTS, iters: int = 3, th
     finally: torch.set_num_threads(old)
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #f97baf6e
+# %% ../nbs/17_overfit.ipynb #d7dfd368
 def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_seconds: float | None = None,
                quiet: bool = False) -> 'pd.DataFrame':
     "Encode each image file at each quality into `out/<stem>_q<q>.cae` (skipping finished ones); returns results.csv."
@@ -448,10 +463,10 @@ def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_s
             if not quiet: print(f'{f.stem} q{q:g}: {row["bpp"]:.3f} bpp, {row["psnr"]:.2f} dB, {t_enc:.0f} s')
     return pd.read_csv(res) if res.exists() else None
 
-# %% ../nbs/17_overfit.ipynb #80657811
+# %% ../nbs/17_overfit.ipynb #324ef902
 KODAK_RUN = dict(images=[f'kodim{i:02d}' for i in range(1, 7)], qualities=(2, 3, 4, 5), iterations=600)
 
-# %% ../nbs/17_overfit.ipynb #91fd268d
+# %% ../nbs/17_overfit.ipynb #980dee16
 def against_anchor(ours: 'pd.DataFrame', per_image: 'pd.DataFrame', anchor: str) -> 'pd.DataFrame':
     """Per image of `ours` (image, bpp, psnr) with ≥ 4 points: BD-rate (%) against `anchor`, how many of our points lie
     within the anchor's rate range (`compared`) and how many of those lie above its curve (`above`)."""
