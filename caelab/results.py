@@ -300,10 +300,12 @@ def claims_encryption(res: Path) -> list:
     if not f.exists():
         return [_claim(PAPER_A, claim, printed, 'pending: results/attacks/attacks.csv is not committed yet', 'pending', rule, COMMANDS['attacks'])]
     v = attack_verdicts(pd.read_csv(f))
+    runs = json.loads((f.parent/'runs.json').read_text()) if (f.parent/'runs.json').exists() else {}
+    made = lambda c: f"; weights {runs[c]['weights_id']}" if 'weights_id' in runs.get(c, {}) else ''   # the attack chapter checks it is still shipped
     return [_claim(PAPER_A, f'{claim} ({r.codec})', printed,
                    (f"best attack without the decoder: {r.best_attack} (N = {r.best_attack_N:g}) {r.best_attack_psnr:.2f} dB, "
                     f"SSIM {r.best_attack_ssim:.3f}; true decoder {r.true_decoder_psnr:.2f} dB; ciphertext control "
-                    f"{r.control_psnr:.2f} dB" if r.verdict != 'pending' else 'pending: attacks.csv lacks attack or control rows'),
+                    f"{r.control_psnr:.2f} dB{made(r.codec)}" if r.verdict != 'pending' else 'pending: attacks.csv lacks attack or control rows'),
                    r.verdict, rule, COMMANDS['attacks']) for r in v.itertuples()]
 
 # %% ../nbs/07_results.ipynb #e7785c06
