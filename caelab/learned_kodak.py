@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['pixels_hash', 'rate_check', 'fresh_hashes', 'kodak_check', 'kodak_summary']
 
-# %% ../nbs/16a_learned_kodak.ipynb #78cda697
+# %% ../nbs/16a_learned_kodak.ipynb #f7ed0575
 import hashlib
 import json
 from pathlib import Path
@@ -19,7 +19,7 @@ from .data import image_to_tensor, load_image
 from .entropy import decode_in_subprocess
 from .models import load_model, pad_to_factor
 
-# %% ../nbs/16a_learned_kodak.ipynb #3a0ab9bb
+# %% ../nbs/16a_learned_kodak.ipynb #30834711
 def pixels_hash(img: np.ndarray) -> str:
     "SHA-256 of an image's shape and uint8 pixels: two decodes are bit-exact iff their hashes are equal."
     return hashlib.sha256(repr(img.shape).encode() + np.ascontiguousarray(img).tobytes()).hexdigest()
@@ -39,7 +39,7 @@ def rate_check(img: np.ndarray, codec: str = 'hyperprior', qualities=range(1, 7)
         files[q] = data
     return rows, files
 
-# %% ../nbs/16a_learned_kodak.ipynb #eddec993
+# %% ../nbs/16a_learned_kodak.ipynb #008ab8eb
 def fresh_hashes(folder, codec: str = 'hyperprior', timeout: int = 1800) -> dict:
     "Decode every `*.cae` file in `folder` in one fresh interpreter; {file name: pixels hash}."
     code = f'''
@@ -52,7 +52,7 @@ print(json.dumps({{p.name: pixels_hash(c.decode(p.read_bytes())) for p in sorted
 '''
     return json.loads(decode_in_subprocess(code, timeout).splitlines()[-1])
 
-# %% ../nbs/16a_learned_kodak.ipynb #83d4af13
+# %% ../nbs/16a_learned_kodak.ipynb #ef835ce4
 def kodak_check(files, out, codec: str = 'hyperprior', qualities=range(1, 7)) -> pd.DataFrame:
     "Rate check and fresh-process decode of `codec` on every image file; writes and returns `out/rate_check.csv`."
     import tempfile
@@ -69,7 +69,7 @@ def kodak_check(files, out, codec: str = 'hyperprior', qualities=range(1, 7)) ->
     df.drop(columns='pixels').to_csv(out / 'rate_check.csv', index=False)
     return df.drop(columns='pixels')
 
-# %% ../nbs/16a_learned_kodak.ipynb #f7e388b0
+# %% ../nbs/16a_learned_kodak.ipynb #e74a315e
 def kodak_summary(learned, classic, codecs=('jpeg2000', 'avif', 'cae')) -> pd.DataFrame:
     "The learned run's summary, with the rows of `codecs` from the `classic` run (codecs the learned run lacks)."
     from caelab.bench import load_results
