@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['BILINEAR_TAPS', 'CAUSAL', 'STEPS', 'FW', 'LOG_S0', 'LOG_STEP', 'N_SCALES', 'R_MAX', 'FRAC_BITS', 'HEAD',
            'OVERFIT_MAX_LEVELS', 'OVERFIT_MAX_WIDTH', 'N_WEIGHT_TABLES', 'OVERFIT_LAMBDAS', 'OVERFIT_MAX_PIXELS',
-           'SPEED_VARIANTS', 'KODAK_RUN', 'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'soft_round', 'Overfit',
-           'rd_loss', 'evaluate', 'fit', 'compare_steps', 'arm_scales', 'arm_table', 'quantize_arm', 'int_arm', 'waves',
-           'code_levels', 'weight_coder', 'code_ints', 'decode_ints', 'ints_bits', 'decoder_tensors', 'arm_linears',
-           'quantize_decoder', 'choose_exponent', 'write_payload', 'read_payload', 'quality_lambda', 'OverfitCodec',
-           'macs_per_pixel', 'iteration_speed', 'encode_set', 'against_anchor']
+           'SPEED_VARIANTS', 'KODAK_RUN', 'CURVE_RUN', 'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'soft_round',
+           'Overfit', 'rd_loss', 'evaluate', 'fit', 'compare_steps', 'arm_scales', 'arm_table', 'quantize_arm',
+           'int_arm', 'waves', 'code_levels', 'weight_coder', 'code_ints', 'decode_ints', 'ints_bits',
+           'decoder_tensors', 'arm_linears', 'quantize_decoder', 'choose_exponent', 'write_payload', 'read_payload',
+           'quality_lambda', 'OverfitCodec', 'macs_per_pixel', 'iteration_speed', 'encode_set', 'against_anchor',
+           'iteration_curve', 'curve_crop', 'curve_gaps']
 
-# %% ../nbs/17_overfit.ipynb #daae2f2a
+# %% ../nbs/17_overfit.ipynb #8244a837
 import math
 import struct
 import time
@@ -25,12 +26,12 @@ from fastcore.basics import patch
 from .entropy import GaussianConditional, encoder_bytes, noisy, range_decoder, range_encoder, ste_round
 from .data import image_to_tensor, tensor_to_image
 
-# %% ../nbs/17_overfit.ipynb #36fd4bf4
+# %% ../nbs/17_overfit.ipynb #f297c34f
 def pyramid_shapes(H: int, W: int, levels: int) -> list:
     "(h, w) of each latent level, finest first: level l has 1/2**l of the image's resolution (rounded up)."
     return [(-(-H // 2 ** l), -(-W // 2 ** l)) for l in range(levels)]
 
-# %% ../nbs/17_overfit.ipynb #d2c43c60
+# %% ../nbs/17_overfit.ipynb #6eefe76f
 BILINEAR_TAPS = (0., 0., .25, .75, .75, .25, 0., 0.)
 
 class Upsampler(nn.Module):
@@ -48,7 +49,7 @@ class Upsampler(nn.Module):
         for y in reversed(levels[:-1]): acc = torch.cat([self.up2(acc, *y.shape[-2:]), y], 1)
         return acc.flip(1)
 
-# %% ../nbs/17_overfit.ipynb #ef1b1cb3
+# %% ../nbs/17_overfit.ipynb #499e353e
 CAUSAL = 12     # the first 12 of the 25 positions of a 5x5 window in raster order: two rows above, two to the left
 
 def contexts(y: torch.Tensor) -> torch.Tensor:
@@ -65,18 +66,18 @@ class ARM(nn.Module):
         mu, log_scale = self.net(ctx).unbind(-1)
         return mu, log_scale
 
-# %% ../nbs/17_overfit.ipynb #a073cc53
+# %% ../nbs/17_overfit.ipynb #7f9d0b74
 def soft_round(y: torch.Tensor, T: float) -> torch.Tensor:
     "Agustsson and Theis's soft rounding at temperature `T`: a smooth staircase, rounding as T -> 0."
     f = torch.floor(y)
     return f + 0.5 + torch.tanh((y - f - 0.5) / T) / (2 * math.tanh(0.5 / T))
 
-# %% ../nbs/17_overfit.ipynb #b39388ab
+# %% ../nbs/17_overfit.ipynb #a88fcdc9
 def _quant(y: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == 'noise': return noisy(y)
     if mode == 'ste': return ste_round(y)
     if mode == 'round': return torch.round(y)
-    raise ValueError(f"mode must be 'noise', 'ste', 'round' or 'soft', got {mode!r}")
+    raise ValueError(f"mode must be 'noise', 'ste', 'round' or 'soft', got {mode!r}")  # 'soft' is Overfit.forward's
 
 class Overfit(nn.Module):
     "A per-image codec: latent pyramid, learned upsampling, per-pixel MLP synthesis + 3x3 refinement, entropy model."
@@ -92,7 +93,7 @@ class Overfit(nn.Module):
         self.log_scales = None if arm else nn.Parameter(torch.zeros(levels))
         self.gc = GaussianConditional()           # its likelihood: a Gaussian convolved with U(-1/2, 1/2)
 
-# %% ../nbs/17_overfit.ipynb #b637e92c
+# %% ../nbs/17_overfit.ipynb #3019f44d
 @patch
 def synthesize(self: Overfit, y_hat: list) -> torch.Tensor:
     "The image (1, 3, H, W) from quantised latent levels."
@@ -115,10 +116,10 @@ def forward(self: Overfit, mode: str = 'noise', T: float = .3) -> tuple:
     y_hat = [_quant(y, mode) for y in self.latents]
     return self.synthesize(y_hat), [self.level_likelihood(l, y) for l, y in enumerate(y_hat)]
 
-# %% ../nbs/17_overfit.ipynb #524e82b8
-def rd_loss(model: Overfit, x: torch.Tensor, lmbda: float, mode: str, T: float | None = None) -> tuple:
+# %% ../nbs/17_overfit.ipynb #dd461ea8
+def rd_loss(model: Overfit, x: torch.Tensor, lmbda: float, mode: str, T: float = .3) -> tuple:
     "(λ·255²·MSE + bpp, bpp, MSE) of `model` against the image `x` (1, 3, H, W) in [0, 1]."
-    x_hat, liks = model(mode) if T is None else model(mode, T)
+    x_hat, liks = model(mode, T)                 # T matters only to 'soft'
     bpp = sum(-torch.log2(l).sum() for l in liks) / (x.shape[-1] * x.shape[-2])
     mse = ((x_hat - x) ** 2).mean()
     return lmbda * 255 ** 2 * mse + bpp, bpp, mse
@@ -131,7 +132,7 @@ def evaluate(model: Overfit, x: torch.Tensor, lmbda: float = 0.) -> tuple:
     mse = ((torch.round(x_hat.clamp(0, 1) * 255) / 255 - x) ** 2).mean()
     return bpp, float(10 * torch.log10(1 / mse))
 
-# %% ../nbs/17_overfit.ipynb #a7cd1035
+# %% ../nbs/17_overfit.ipynb #4a6c1464
 def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: float = 1e-2, noise_frac: float = .75,
         max_seconds: float | None = None, log_every: int = 100, progress: bool = False, proxy: str = 'soft',
         T: tuple = (.3, .1)) -> list:
@@ -142,7 +143,7 @@ def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: fl
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=lr / 100)
     t0, log, n1 = time.perf_counter(), [], noise_frac * iters
     for it in (progress_bar(range(iters)) if progress else range(iters)):
-        mode, temp = (proxy, T[0] + (T[1] - T[0]) * it / n1) if it < n1 else ('ste', None)
+        mode, temp = (proxy, T[0] + (T[1] - T[0]) * it / n1) if it < n1 else ('ste', T[1])
         loss, _, _ = rd_loss(model, x, lmbda, mode, temp)
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         late = max_seconds is not None and time.perf_counter() - t0 > max_seconds
@@ -151,7 +152,7 @@ def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: fl
         if late: break
     return log
 
-# %% ../nbs/17_overfit.ipynb #60518bce
+# %% ../nbs/17_overfit.ipynb #5615db16
 STEPS = {'one level, fixed model': dict(levels=1, arm=False, proxy='noise'),
          'pyramid, fixed model': dict(levels=4, arm=False, proxy='noise'),
          'pyramid + ARM': dict(levels=4, arm=True, proxy='noise'),
@@ -169,7 +170,7 @@ def compare_steps(x: torch.Tensor, lmbda: float = 0.013, iters: int = 150, steps
         rows.append(dict(step=name, iterations=it, seconds=s, bpp=round(bpp, 4), psnr=round(psnr, 2)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #53984562
+# %% ../nbs/17_overfit.ipynb #043be6a1
 FW = 8                                    # fixed-point fraction bits of the integer ARM
 LOG_S0, LOG_STEP, N_SCALES = -565, 16, 84   # scale i = exp((LOG_S0 + i*LOG_STEP) / 2**FW): 0.11 .. 19.7
 R_MAX = 121                               # latent symbols q = y - floor(mu) live in [-R_MAX, R_MAX]
@@ -190,7 +191,7 @@ def arm_table() -> np.ndarray:
         _TABLE = p / p.sum(1, keepdims=True)
     return _TABLE
 
-# %% ../nbs/17_overfit.ipynb #7e4e773d
+# %% ../nbs/17_overfit.ipynb #c628cfa7
 def quantize_arm(arm: ARM) -> list:
     "[(W, b)] of the ARM's layers as int64 in 1/2**FW units; the float ARM is set to exactly these values."
     out = []
@@ -212,7 +213,7 @@ def int_arm(layers: list, ctx: np.ndarray) -> tuple:
     idx = np.minimum(np.maximum((a[:, 1] - LOG_S0 + LOG_STEP // 2) // LOG_STEP, 0), N_SCALES - 1)
     return a[:, 0] >> FW, frac * N_SCALES + idx
 
-# %% ../nbs/17_overfit.ipynb #74c2afc0
+# %% ../nbs/17_overfit.ipynb #dae56da9
 def waves(shapes: list) -> tuple:
     """(order, bounds, context indices, positions) of latent levels of `shapes` [(h, w), ...] held in one flat buffer
     (each level zero-padded by 2): wave t is order[bounds[t]:bounds[t+1]], all levels' latents with j + 3i = t."""
@@ -246,7 +247,7 @@ def code_levels(coder, layers: list, shapes: list, ys: list | None = None) -> li
         out.append(Y[off:off + (h + 4) * (w + 4)].reshape(h + 4, w + 4)[2:-2, 2:-2]); off += (h + 4) * (w + 4)
     return out
 
-# %% ../nbs/17_overfit.ipynb #8bfdfde7
+# %% ../nbs/17_overfit.ipynb #d373bd7b
 _WEIGHT_GC = None
 def weight_coder() -> GaussianConditional:
     "The Gaussian tables (scales 0.11..256, with escapes) that code quantised network weights, built once."
@@ -277,7 +278,7 @@ def ints_bits(ints: np.ndarray) -> float:
     p = np.where(esc, pmf[n], pmf[np.clip(k, 0, n - 1)]).astype(np.float64)
     return float(-np.log2(p).sum() + ESCAPE_BITS * esc.sum())
 
-# %% ../nbs/17_overfit.ipynb #e96c4f40
+# %% ../nbs/17_overfit.ipynb #01f8396a
 def decoder_tensors(m: Overfit) -> list:
     "The float parameters a decoder needs besides the ARM, in file order: upsampling taps, synthesis, refinement."
     return [m.up.taps] + list(m.synth.parameters()) + list(m.refine.parameters())
@@ -304,7 +305,7 @@ def choose_exponent(m: Overfit, x: torch.Tensor, lmbda: float, exponents=range(4
         rows.append((lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp + wbits / npix, e, bpp, wbits / npix, psnr))
     return min(rows)[1], rows
 
-# %% ../nbs/17_overfit.ipynb #3b568a89
+# %% ../nbs/17_overfit.ipynb #4906cce4
 HEAD = struct.Struct('<BBBB')     # levels, synthesis width, ARM width, weight exponent e (step 2**-e)
 
 @torch.no_grad()
@@ -317,7 +318,7 @@ def write_payload(m: Overfit, e: int) -> bytes:
     for y, c in zip(m.latents, coded): y.copy_(torch.from_numpy(c).view_as(y))
     return HEAD.pack(m.levels, m.synth[0].out_channels, arm_linears(m)[0].out_features, e) + bytes(idx) + encoder_bytes(enc)
 
-# %% ../nbs/17_overfit.ipynb #5e74dcf2
+# %% ../nbs/17_overfit.ipynb #e9a05a7d
 OVERFIT_MAX_LEVELS, OVERFIT_MAX_WIDTH = 10, 64
 
 @torch.no_grad()
@@ -343,7 +344,7 @@ def read_payload(data: bytes, H: int, W: int) -> Overfit:
 
 N_WEIGHT_TABLES = 128     # GaussianConditional's default scale table
 
-# %% ../nbs/17_overfit.ipynb #bb99a1b4
+# %% ../nbs/17_overfit.ipynb #ae84dcd9
 from .codecs import Codec, SettingSpec, check_image, register
 from .container import FormatError, pack, unpack
 
@@ -363,7 +364,7 @@ class OverfitCodec(Codec):
         self.iterations, self.max_seconds, self.levels, self.progress = iterations, max_seconds, levels, progress
         self.last_log, self.last_recon = [], None
 
-# %% ../nbs/17_overfit.ipynb #55b58bd0
+# %% ../nbs/17_overfit.ipynb #96b22b19
 @patch
 def encode(self: OverfitCodec, img: np.ndarray, setting=None) -> bytes:
     "Fit a model to `img` at quality `setting` and return the container bytes (latents + weights, range-coded)."
@@ -392,7 +393,7 @@ def decode(self: OverfitCodec, data: bytes) -> np.ndarray:
 
 register(OverfitCodec(), replace=True)
 
-# %% ../nbs/17_overfit.ipynb #9254bc7f
+# %% ../nbs/17_overfit.ipynb #e830cfdf
 def macs_per_pixel(m: Overfit) -> dict:
     "Decoder multiplications per pixel, by part."
     H, W = m.H, m.W; shapes = pyramid_shapes(H, W, m.levels)
@@ -403,7 +404,7 @@ def macs_per_pixel(m: Overfit) -> dict:
     arm = sum(l.in_features * l.out_features for l in lins) * sum(h * w for h, w in shapes) / (H * W)
     return dict(upsampling=round(up, 1), synthesis=syn, arm=round(arm, 1), total=round(up + syn + arm, 1))
 
-# %% ../nbs/17_overfit.ipynb #f2f3e5c9
+# %% ../nbs/17_overfit.ipynb #70b58a68
 SPEED_VARIANTS = {'float32 (default)': {}, 'bfloat16 autocast': dict(bf16=True), '5 levels': dict(levels=5),
                   'ARM hidden 8': dict(arm_hidden=8), 'synthesis hidden 8': dict(hidden=8),
                   'channels_last': dict(channels_last=True)}
@@ -431,7 +432,7 @@ def iteration_speed(x: torch.Tensor, variants=SPEED_VARIANTS, iters: int = 3, th
     finally: torch.set_num_threads(old)
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #d7dfd368
+# %% ../nbs/17_overfit.ipynb #1abb82be
 def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_seconds: float | None = None,
                quiet: bool = False) -> 'pd.DataFrame':
     "Encode each image file at each quality into `out/<stem>_q<q>.cae` (skipping finished ones); returns results.csv."
@@ -463,10 +464,10 @@ def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_s
             if not quiet: print(f'{f.stem} q{q:g}: {row["bpp"]:.3f} bpp, {row["psnr"]:.2f} dB, {t_enc:.0f} s')
     return pd.read_csv(res) if res.exists() else None
 
-# %% ../nbs/17_overfit.ipynb #324ef902
+# %% ../nbs/17_overfit.ipynb #4fdf226d
 KODAK_RUN = dict(images=[f'kodim{i:02d}' for i in range(1, 7)], qualities=(2, 3, 4, 5), iterations=600)
 
-# %% ../nbs/17_overfit.ipynb #980dee16
+# %% ../nbs/17_overfit.ipynb #9ec7a40f
 def against_anchor(ours: 'pd.DataFrame', per_image: 'pd.DataFrame', anchor: str) -> 'pd.DataFrame':
     """Per image of `ours` (image, bpp, psnr) with ≥ 4 points: BD-rate (%) against `anchor`, how many of our points lie
     within the anchor's rate range (`compared`) and how many of those lie above its curve (`above`)."""
@@ -480,3 +481,44 @@ def against_anchor(ours: 'pd.DataFrame', per_image: 'pd.DataFrame', anchor: str)
         rows.append(dict(image=img, anchor=anchor, points=len(g), bd_rate=bd_rate(a.bpp, a.psnr, g.bpp, g.psnr),
                          compared=int(np.isfinite(at).sum()), above=int((at < g.psnr).sum())))
     return pd.DataFrame(rows)
+
+# %% ../nbs/17_overfit.ipynb #07713fc5
+def iteration_curve(img: np.ndarray, quality: float, budgets, out, name: str = 'image') -> 'pd.DataFrame':
+    "Encode `img` at `quality` once per iteration budget; rows (name, quality, iterations, bytes, bpp, psnr, cpu_s, wall_s) appended to the CSV `out`."
+    import csv, pandas as pd
+    from pathlib import Path
+    from caelab.metrics import psnr
+    out = Path(out)
+    old = pd.read_csv(out) if out.exists() else None
+    done = set() if old is None else set(old[(old.name == name) & (old.quality == quality)].iterations)
+    for b in budgets:
+        if b in done: continue
+        codec, t0, c0 = OverfitCodec(b), time.perf_counter(), time.process_time()
+        data = codec.encode(img, quality)
+        row = dict(name=name, quality=quality, iterations=b, bytes=len(data), bpp=len(data) * 8 / img.shape[0] / img.shape[1],
+                   psnr=float(psnr(img, OverfitCodec().decode(data))), cpu_s=round(time.process_time() - c0, 1),
+                   wall_s=round(time.perf_counter() - t0, 1))
+        new = not out.exists()
+        with open(out, 'a', newline='') as fh:
+            w = csv.DictWriter(fh, list(row)); new and w.writeheader(); w.writerow(row)
+    return pd.read_csv(out)
+
+# %% ../nbs/17_overfit.ipynb #aa651ea0
+CURVE_RUN = dict(image='kodim01', box=(128, 256, 256, 256), quality=3, budgets=(150, 300, 600, 1200, 2400, 4800))
+
+def curve_crop(kodak) -> np.ndarray:
+    "The crop of `CURVE_RUN` (top, left, height, width) from the Kodak folder `kodak`."
+    from pathlib import Path
+    from caelab.data import load_image
+    t, l, h, w = CURVE_RUN['box']
+    return load_image(Path(kodak) / f"{CURVE_RUN['image']}.png", quiet=True)[t:t + h, l:l + w]
+
+# %% ../nbs/17_overfit.ipynb #60aa981b
+def curve_gaps(curve: 'pd.DataFrame', anchors: 'pd.DataFrame') -> 'pd.DataFrame':
+    "Per budget of `curve` (iterations, bpp, psnr): each anchor codec's PSNR at that rate (log-rate interpolation) and our gap to it."
+    out = curve.sort_values('iterations').reset_index(drop=True)
+    for c, a in anchors.sort_values('bpp').groupby('codec'):
+        at = np.interp(np.log(out.bpp), np.log(a.bpp), a.psnr, left=np.nan, right=np.nan)
+        out[f'{c}_psnr'], out[f'gap_{c}'] = at, out.psnr - at
+        out[f'gain_{c}'] = out[f'gap_{c}'].diff()          # per doubling of the budget
+    return out
