@@ -9,11 +9,15 @@
 4. focuses the JPEG quality slider, presses Home (quality 1), measures in the page the time from the key press to
    the updated metrics table, and checks that JPEG's bytes and PSNR fell;
 5. opens the Rate-distortion tab and checks its figure rendered; in the Store tab puts the image and gets it back with
-   the key shown; in the Transfer tab sends it to the local receiver and waits for the latency bars;
+   the key shown; in the Transfer tab sends it to the local receiver and waits for the latency bars; in the
+   Pre-encoded tab picks a committed bitstream of results/overfit/kodak (decoded in the kernel), presses decode, and
+   checks the numbers shown: the file's bytes (those on disk, and the committed ones), its bpp and, where the
+   original is on this machine, a PSNR in dB within 0.01 dB of the committed one; no error;
 6. saves results/dashboard_screenshot.png (and nbs/images/dashboard_screenshot.png) and results/dashboard_browser.json.
 Voila (and its kernel) and the browser are always stopped. Exit status 0 when everything passed, 1 otherwise.
 
-usage: python .ci/browser_test.py [--notebook nbs/class_dashboard.ipynb] [--timeout 150] [--no-save | --out DIR]
+usage: python .ci/browser_test.py [--notebook nbs/class_dashboard.ipynb] [--timeout 150] [--decode-timeout 240]
+                                  [--no-save | --out DIR]
 """
 import argparse
 import datetime
@@ -136,6 +140,64 @@ return {sliders: document.querySelectorAll('.caelab-compare .widget-slider').len
         traceback: document.body.innerText.includes('Traceback')};'''
 
 
+JS_PRECODED = '''
+const p = document.querySelector('.caelab-precoded');
+if (!p) return null;
+const rows = {};
+p.querySelectorAll('table.caelab-metrics tr[data-row]').forEach(
+  r => { rows[r.dataset.row] = Array.from(r.cells).slice(1).map(c => c.textContent.trim()); });
+const width = k => { const i = p.querySelector('img.caelab-precoded-' + k); return i ? i.naturalWidth : 0; };
+const m = p.querySelector('.caelab-precoded-message');
+return {message: m ? m.textContent.trim() : '', rows: rows, decoded: width('decoded'), original: width('original'),
+        errors: Array.from(p.querySelectorAll('.caelab-error')).map(e => e.textContent),
+        traceback: document.body.innerText.includes('Traceback')};'''
+
+JS_MESSAGES = '''
+window.__precoded = [];
+const m = document.querySelector('.caelab-precoded-message');
+new MutationObserver(() => window.__precoded.push(m.textContent.trim()))
+  .observe(m, {subtree: true, childList: true, characterData: true});'''
+
+PRECODED = ROOT / 'results' / 'overfit' / 'kodak'
+
+
+def precoded_file(label: str) -> str:
+    "The bitstream an example's label ('<image> q<quality>: <bpp> bpp, <psnr> dB') is about, named as caelab names it."
+    from caelab.container import bitstream_name
+    image, quality = label.split(': ', 1)[0].rsplit(' q', 1)
+    return bitstream_name(image, float(quality))
+
+
+def wait_decoded(d, file: str, timeout: float) -> dict:
+    "Wait until the Pre-encoded panel has said 'decoding <file>' and then shows a result for it (or an error)."
+    def done():
+        said = d.execute_script('return window.__precoded')
+        st = d.execute_script(JS_PRECODED)
+        if st['errors'] or st['traceback']: raise Failed(f'the Pre-encoded tab shows an error: {st["errors"] or "a traceback"}')
+        started = any(t.startswith(f'decoding {file}') for t in said)
+        return started and st['message'].startswith(f'decoded {file}') and st['decoded'] > 0 and st
+    return wait_for(d, f'{file} to be decoded', done, timeout, poll=0.5)
+
+
+def check_precoded(st: dict, file: str, label: str) -> dict:
+    "The numbers the Pre-encoded tab shows for `file` against the file on disk and the committed ones in its label."
+    rows, size = st['rows'], (PRECODED / file).stat().st_size
+    if not rows.get('file', [''])[0].startswith(file): raise Failed(f'the Pre-encoded table is not about {file}: {rows}')
+    now, committed = (int(v.replace(',', '')) for v in rows['bytes'])
+    if not now == committed == size: raise Failed(f'{file}: {now:,} bytes shown, {committed:,} committed, {size:,} on disk')
+    bpp = float(rows['bpp'][0])                              # the label: '<image> q<quality>: <bpp> bpp, <psnr> dB'
+    label_bpp, label_db = (float(t.split()[0]) for t in label.split(': ', 1)[1].split(', '))
+    if abs(bpp - label_bpp) > 0.0005: raise Failed(f'{file}: {bpp} bpp shown, {label_bpp} in its label')
+    psnr_now, psnr_committed = rows['psnr']
+    if abs(float(psnr_committed) - label_db) > 0.005: raise Failed(f'{file}: committed PSNR {psnr_committed} dB, {label_db} in its label')
+    if psnr_now == 'no original here': psnr = None                  # the Kodak originals are not on this machine
+    else:
+        psnr = float(psnr_now)
+        if abs(psnr - float(psnr_committed)) > 0.01: raise Failed(f'{file}: PSNR {psnr} dB now, {psnr_committed} dB committed')
+        if not st['original']: raise Failed(f'{file}: a PSNR was measured but the original is not shown')
+    return dict(file=file, bytes=now, bpp=bpp, psnr=psnr, committed_psnr=float(psnr_committed), decode_s=float(rows['decode_s'][0]))
+
+
 def shrink_png(path: Path, colours: int = 256):
     "Re-save a screenshot as an adaptive-palette PNG (a fraction of the size; text and widgets stay sharp)."
     from PIL import Image
@@ -247,13 +309,35 @@ def run(args) -> dict:
         codecs = d.execute_script('return Array.from(document.querySelectorAll(".caelab-transfer table.caelab-metrics tbody tr"))'
                                   '.map(r => r.cells[0].textContent)')
         log(f'transfer tab: sent with {", ".join(codecs)}; latency bars shown')
+        # the pre-encoded examples: pick one (picking decodes it in the kernel), then press decode; check the numbers
+        from selenium.webdriver.support.ui import Select
+        open_tab(d, 'Pre-encoded')
+        sel = Select(wait_for(d, 'the example picker', lambda: d.find_elements(By.CSS_SELECTOR, '.caelab-precoded-picker select'), 30)[0])
+        labels = [o.text for o in sel.options]
+        if not labels: raise Failed(f'the Pre-encoded tab offers no examples ({d.execute_script(JS_PRECODED)["message"]})')
+        shown = labels.index(sel.first_selected_option.text)
+        rowed = [i for i in range(len(labels)) if not labels[i].endswith('(no results row)')]   # with committed numbers
+        if not rowed: raise Failed(f'no pre-encoded example has a row in results.csv: {labels}')
+        pick = next((i for i in rowed if i > shown), rowed[0])   # another one than the one shown if it can: picking it decodes it
+        file = precoded_file(labels[pick])
+        d.execute_script(JS_MESSAGES)
+        t2 = time.time()
+        if pick != shown: sel.select_by_index(pick)
+        else: d.find_element(By.CSS_SELECTOR, '.caelab-precoded-decode').click()   # it is picked already
+        pre = check_precoded(wait_decoded(d, file, args.decode_timeout), file, labels[pick])
+        log(f'pre-encoded tab: picked {labels[pick]!r}; decoded {file} in {time.time() - t2:.1f} s: {pre}')
+        d.execute_script(JS_MESSAGES)
+        d.find_element(By.CSS_SELECTOR, '.caelab-precoded-decode').click()
+        again = check_precoded(wait_decoded(d, file, args.decode_timeout), file, labels[pick])
+        if (again['bytes'], again['psnr']) != (pre['bytes'], pre['psnr']): raise Failed(f'decoding {file} again gave {again}, not {pre}')
+        log(f'pre-encoded tab: the decode button decoded {file} again, the same numbers')
         st3 = d.execute_script(JS_RENDERED)
         errs = d.execute_script('return Array.from(document.querySelectorAll(".caelab-error")).map(e => e.textContent)')
         if errs or st3['traceback']: raise Failed(f'the dashboard shows an error: {errs or "a traceback"}')
         return dict(date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
                     browser=f'Chromium {d.capabilities.get("browserVersion")} headless', notebook=str(nb.relative_to(ROOT)),
                     sliders=st['sliders'], table_rows=st['rows'], pictures=st['pictures'], before=before, after=after,
-                    store_key_prefix=key[:4], transfer_codecs=codecs,
+                    store_key_prefix=key[:4], transfer_codecs=codecs, precoded=pre,
                     latency_s=round(latency, 3), driver_wall_s=round(wall, 3), load_s=round(load_s, 1), shot=str(shot))
     except Failed: raise
     except Exception as e:
@@ -271,6 +355,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--notebook', default='nbs/class_dashboard.ipynb', help='notebook to serve (default: %(default)s)')
     ap.add_argument('--timeout', type=float, default=150, help='seconds to wait for the dashboard (default: %(default)s)')
+    ap.add_argument('--decode-timeout', type=float, default=240,
+                    help='seconds to wait for a pre-encoded example to be decoded (default: %(default)s)')
     ap.add_argument('--no-save', action='store_true', help='do not write results/ and nbs/images/')
     ap.add_argument('--out', help='write the screenshot and JSON to this folder instead of results/ and nbs/images/ (for CI)')
     args = ap.parse_args(argv)
@@ -299,7 +385,9 @@ def main(argv=None) -> int:
     print(f'BROWSER TEST PASSED in {time.time() - t:.0f} s: dashboard rendered in {res["load_s"]} s; JPEG slider '
           f'{res["before"]["setting"]} -> {res["after"]["setting"]}: {res["before"]["bytes"]:,} -> {res["after"]["bytes"]:,} '
           f'bytes, PSNR {res["before"]["psnr"]} -> {res["after"]["psnr"]} dB; key press -> updated table '
-          f'{res["latency_s"]:.3f} s', flush=True)
+          f'{res["latency_s"]:.3f} s; pre-encoded {res["precoded"]["file"]}: {res["precoded"]["bytes"]:,} bytes, '
+          + (f'{res["precoded"]["psnr"]:.4f} dB (committed {res["precoded"]["committed_psnr"]:.4f})' if res['precoded']['psnr'] is not None
+             else f'committed {res["precoded"]["committed_psnr"]:.4f} dB (no original here)'), flush=True)
     return 0
 
 

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['MAGIC', 'VERSION', 'MAX_PIXELS', 'LATENT_MODES', 'FormatError', 'Header', 'pack', 'is_container', 'peek', 'unpack',
-           'inflate', 'deflate', 'quantise', 'dequantise']
+           'bitstream_name', 'inflate', 'deflate', 'quantise', 'dequantise']
 
 # %% ../nbs/01b_container.ipynb #fcfd2ec0
 import math
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -136,6 +137,16 @@ def unpack(data, codec: str|None = None, weights: str|None = None, what: str|Non
         raise FormatError(f'this bitstream was made with weights {hd.weights}, but the decoder has weights {weights}')
     data = bytes(data)
     return hd, data[hd.header_bytes:hd.header_bytes + hd.payload_bytes]
+
+# %% ../nbs/01b_container.ipynb #ec182a27
+def bitstream_name(stem: str, quality) -> str:
+    "The file name `<stem>_q<quality>.cae` of `stem`'s bitstream at `quality` (written with `:g`: 3.0 -> `q3`)."
+    if not (isinstance(stem, str) and stem) or any(s and s in stem for s in ('/', '\\', os.sep, os.altsep)):
+        raise ValueError(f'a bitstream name needs a stem that is a non-empty file name without a path separator, got {stem!r}')
+    if isinstance(quality, (bool, np.bool_)) or not isinstance(quality, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(quality):
+        raise ValueError(f'a bitstream name needs a quality that is a finite number, got {quality!r}')
+    return f'{stem}_q{quality:g}.cae'
 
 # %% ../nbs/01b_container.ipynb #aa022751
 def inflate(data: bytes, max_bytes: int, what: str = 'deflated data') -> bytes:

@@ -26,7 +26,7 @@ from fastcore.basics import patch
 from PIL import Image
 
 from .codecs import Codec, get_codec
-from .container import peek
+from .container import bitstream_name, peek
 from .data import IMAGE_EXTENSIONS, cache_dir, find_shared_data, load_image, sample_images
 from .evaluate import *
 from .evaluate import _key, _thin
@@ -577,7 +577,9 @@ def precoded_examples(folder) -> pd.DataFrame:
     res = folder / 'results.csv'
     rec = pd.read_csv(res, dtype={'image': str}) if res.is_file() else pd.DataFrame(columns=cols)
     if missing := [c for c in cols if c not in rec]: raise ValueError(f'{res.name} in {folder} lacks the column(s) {missing}')
-    rec = rec.assign(file=[f'{i}_q{q:g}.cae' for i, q in zip(rec.image, rec.quality)]).drop_duplicates('file', keep='last')
+    try: names = [bitstream_name(i, q) for i, q in zip(rec.image, rec.quality)]      # the name the encoder gave each file
+    except ValueError as e: raise ValueError(f'{res.name} in {folder}: {e}') from None
+    rec = rec.assign(file=names).drop_duplicates('file', keep='last')
     df = pd.DataFrame({'file': [f.name for f in sorted(folder.glob('*.cae'))]}).merge(rec[['file'] + cols], on='file', how='left')
     df['label'] = [f'{r.image} q{r.quality:g}: {r.bpp:.3f} bpp, {r.psnr:.2f} dB' if pd.notna(r.bpp) else f'{r.file} (no results row)'
                    for r in df.itertuples()]
@@ -591,9 +593,14 @@ def find_original(originals, image) -> Path|None:
     if originals is None or not isinstance(image, str): return None
     return next((p for e in IMAGE_EXTENSIONS if (p := Path(originals) / f'{image}{e}').is_file()), None)
 
-def decode_example(folder, file: str, originals=None, max_pixels: int = PRECODED_MAX_PIXELS) -> dict:
+def decode_example(folder, file: str, originals=None, max_pixels: int = PRECODED_MAX_PIXELS,
+                   examples: pd.DataFrame|None = None) -> dict:      # `precoded_examples(folder)`, if read already
     "Decode the example `file` of `folder` with the registry's codec, timed, and measure it against its original if found."
-    folder = Path(folder); ex = precoded_examples(folder).set_index('file')
+    folder = Path(folder)
+    if examples is None: examples = precoded_examples(folder)
+    if missing := [c for c in ['file', *PRECODED_COLUMNS] if c not in examples]:
+        raise ValueError(f'the examples table lacks the column(s) {missing}: pass precoded_examples(folder)')
+    ex = examples.set_index('file')
     if file not in ex.index: raise ValueError(f'no pre-encoded example {file!r} in {folder.name}')
     row, path = ex.loc[file], folder / file
     if (n := path.stat().st_size) > MAX_UPLOAD_BYTES: raise ValueError(f'{file} is {n:,} bytes, over the limit of {MAX_UPLOAD_BYTES:,}')
@@ -630,6 +637,8 @@ class PrecodedPanel(Panel):
         self.captions = {k: W.HTML() for k in self.images}
         self.info, self.message = W.HTML(), W.HTML()
         for k, im in self.images.items(): im.add_class(f'caelab-precoded-{k}')
+        for w, c in ((self.picker, 'picker'), (self.decode_button, 'decode'), (self.info, 'info'), (self.message, 'message')):
+            w.add_class(f'caelab-precoded-{c}')                # what the browser test finds them by
         self.picker.observe(self._safe(lambda ch: self.show(ch['new'])), 'value')
         self.decode_button.on_click(self._safe(lambda b: self.show()))
         self.widget = W.VBox([W.HTML(_CSS + '<b>Pre-encoded examples.</b> A slow codec (the overfitted one fits a network to '
@@ -643,13 +652,14 @@ class PrecodedPanel(Panel):
 
 # %% ../nbs/13_dashboard.ipynb #c662adc3
 def precoded_html(r: dict) -> str:
-    "The numbers of a `decode_example` result as an HTML table: committed and measured now."
+    "The numbers of a `decode_example` result as an HTML table: committed and measured now (one `data-row` per quantity)."
     f = lambda v, fmt: '—' if v is None else format(v, fmt)
-    rows = [('file', html.escape(f"{r['file']} ({r['codec']}, setting {r['setting']})"), ''),
-            ('bytes', f"{r['bytes']:,}", f(r['committed_bytes'], ',.0f')), ('bpp', f"{r['bpp']:.4f}", ''),
-            ('PSNR (dB)', f(r['psnr'], '.4f') if r['original'] is not None else 'no original here', f(r['committed_psnr'], '.4f')),
-            ('encode time (s)', '', f(r['encode_s'], ',.1f')), ('decode time (s)', f"{r['decode_s']:.2f}", f(r['committed_decode_s'], '.2f'))]
-    body = ''.join(f'<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>' for a, b, c in rows)
+    rows = [('file', 'file', html.escape(f"{r['file']} ({r['codec']}, setting {r['setting']})"), ''),
+            ('bytes', 'bytes', f"{r['bytes']:,}", f(r['committed_bytes'], ',.0f')), ('bpp', 'bpp', f"{r['bpp']:.4f}", ''),
+            ('psnr', 'PSNR (dB)', f(r['psnr'], '.4f') if r['original'] is not None else 'no original here', f(r['committed_psnr'], '.4f')),
+            ('encode_s', 'encode time (s)', '', f(r['encode_s'], ',.1f')),
+            ('decode_s', 'decode time (s)', f"{r['decode_s']:.2f}", f(r['committed_decode_s'], '.2f'))]
+    body = ''.join(f'<tr data-row="{k}"><td>{a}</td><td>{b}</td><td>{c}</td></tr>' for k, a, b, c in rows)
     return f'<table class="caelab-metrics"><tr><th></th><th>now, here</th><th>committed</th></tr>{body}</table>'
 
 # %% ../nbs/13_dashboard.ipynb #c2ef8e34
@@ -662,7 +672,7 @@ def show(self: PrecodedPanel, file: str|None=None) -> dict:
     for k in self.images: self.images[k].value, self.captions[k].value = b'', ''
     self.info.value, self.result = '', None
     self.say(f'decoding {file}… (a 768×512 image takes a few seconds)')
-    r = decode_example(self.folder, file, self.originals, self.max_pixels)
+    r = decode_example(self.folder, file, self.originals, self.max_pixels, examples=self.examples)   # the table read once
     w = min(self.view_width, r['image'].shape[1])
     for k, a in (('original', r['original']), ('decoded', r['image'])):
         if a is None: continue

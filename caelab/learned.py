@@ -82,7 +82,11 @@ def _split_mode(mode: str) -> tuple:
     return mode, mode
 
 class LearnedModel(nn.Module):
-    "Base of the learned models: `compress`/`decompress` (below) around each model's own `compress_latent`/`decompress_latent`."
+    "Base of the learned models: `forward` and `compress`/`decompress` (below) around each model's own `latent`, `compress_latent`, `decompress_latent`."
+    def forward(self, x, rate, mode: str = 'mixed'):
+        "The reconstruction of `x` at `rate` and the likelihoods of every coded latent: g_s(latent(g_a(x)))."
+        y_hat, liks = self.latent(self.g_a(x), rate, mode)
+        return self.g_s(y_hat), liks
 
 class FactorizedPrior(LearnedModel):
     "Ballé et al. (2018) factorized-prior model with gain units for `n_rates` rate points."
@@ -93,12 +97,13 @@ class FactorizedPrior(LearnedModel):
         self.g_a, self.g_s = analysis(N, M), synthesis(N, M)
         self.gain = GainUnits(n_rates, M)
         self.entropy_bottleneck = EntropyBottleneck(M)
-    def forward(self, x, rate, mode: str = 'mixed'):
+    def latent(self, y, rate, mode: str = 'mixed'):
+        "From the analysis transform's output `y`: the synthesis transform's input and the likelihoods of the coded latent."
         m_rate, m_dec = _split_mode(mode)
-        y = self.gain.scale(self.g_a(x), rate)
+        y = self.gain.scale(y, rate)
         y_hat, lik = self.entropy_bottleneck(y, m_rate)
         if m_dec != m_rate: y_hat = self.entropy_bottleneck.quantize(y, m_dec)
-        return self.g_s(self.gain.unscale(y_hat, rate)), dict(y=lik)
+        return self.gain.unscale(y_hat, rate), dict(y=lik)
 
 # %% ../nbs/15_learned.ipynb #3c84b87d
 class MeanScaleHyperprior(LearnedModel):
@@ -115,16 +120,17 @@ class MeanScaleHyperprior(LearnedModel):
         self.entropy_bottleneck, self.gaussian_conditional = EntropyBottleneck(N), GaussianConditional()
 
 @patch
-def forward(self: MeanScaleHyperprior, x, rate, mode: str = 'mixed'):
+def latent(self: MeanScaleHyperprior, y, rate, mode: str = 'mixed'):
+    "From the analysis transform's output `y`: the synthesis transform's input and the likelihoods of y and z."
     m_rate, m_dec = _split_mode(mode)
-    y = self.gain.scale(self.g_a(x), rate)
+    y = self.gain.scale(y, rate)
     z = self.hyper_gain.scale(self.h_a(y), rate)
     z_hat, z_lik = self.entropy_bottleneck(z, m_rate)
     if m_dec != m_rate: z_hat = self.entropy_bottleneck.quantize(z, m_dec)
     scales, means = self.h_s(self.hyper_gain.unscale(z_hat, rate)).chunk(2, 1)
     y_hat, y_lik = self.gaussian_conditional(y, scales, means, m_rate)
     if m_dec != m_rate: y_hat = self.gaussian_conditional.quantize(y, m_dec, means)
-    return self.g_s(self.gain.unscale(y_hat, rate)), dict(y=y_lik, z=z_lik)
+    return self.gain.unscale(y_hat, rate), dict(y=y_lik, z=z_lik)
 
 # %% ../nbs/15_learned.ipynb #f95428f3
 class PgicEB(LearnedModel):
@@ -137,7 +143,7 @@ class PgicEB(LearnedModel):
         self.g_a, self.g_s = pgic_encoder(latent_channels), pgic_decoder(latent_channels)
         self.gain = GainUnits(n_rates, latent_channels)
         self.entropy_bottleneck = EntropyBottleneck(latent_channels)
-    forward = FactorizedPrior.forward
+    latent = FactorizedPrior.latent
 
     @classmethod
     def from_cae(cls, cae, n_rates: int = 6):
@@ -267,15 +273,29 @@ class LearnedCodec(Codec):
 
 # %% ../nbs/15_learned.ipynb #40056027
 @patch
-def encode(self: LearnedCodec, img: np.ndarray, setting=None, tile: int|None = TILE) -> bytes:
-    "Range-coded bytes of `img` at quality `setting`, in the caelab container; the analysis transform runs in tiles."
+def _analyse(self: LearnedCodec, img: np.ndarray, setting, tile: int|None) -> tuple:
+    "(model, quality, checked image, y): the encoder-side model and the analysis transform's output that `encode` codes."
     from caelab.models import load_encoder
     q, img = self.check_setting(setting), check_image(img, what=self.name)
     self._need()
     m = load_encoder(self.weights)
-    y = encode_tiled(m.g_a, _pad_image(img, m.factor), tile)[None]     # (1, C, H/16, W/16), whatever the image size
+    return m, q, img, encode_tiled(m.g_a, _pad_image(img, m.factor), tile)[None]   # (1, C, H/16, W/16), whatever the size
+
+@patch
+def encode(self: LearnedCodec, img: np.ndarray, setting=None, tile: int|None = TILE) -> bytes:
+    "Range-coded bytes of `img` at quality `setting`, in the caelab container; the analysis transform runs in tiles."
+    m, q, img, y = self._analyse(img, setting, tile)
     payload, shapes = m.compress_latent(y, q - 1)
     return pack(self.name, payload, img.shape[0], img.shape[1], setting=f'{q:g}', weights=self.weights_id, shapes=shapes)
+
+# %% ../nbs/15_learned.ipynb #6a0e5b37
+@patch
+@torch.no_grad()
+def estimate_bits(self: LearnedCodec, img: np.ndarray, setting=None, tile: int|None = TILE) -> float:
+    "The model's estimate, -sum(log2 p) over every coded latent, of the payload bits `encode(img, setting, tile)` writes."
+    m, q, _, y = self._analyse(img, setting, tile)
+    _, liks = m.latent(y, q - 1, mode='round')
+    return sum(float(-torch.log2(l.double()).sum()) for l in liks.values())
 
 # %% ../nbs/15_learned.ipynb #9646754a
 @patch

@@ -11,24 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .codecs import get_codec
-from .data import image_to_tensor, load_image, pixels_sha256
+from .container import bitstream_name, peek
+from .data import load_image, pixels_sha256
 from .entropy import decode_in_subprocess
-from .models import load_model, pad_to_factor
 
 # %% ../nbs/16a_learned_kodak.ipynb #30834711
 def rate_check(img: np.ndarray, codec: str = 'hyperprior', qualities=range(1, 7)) -> tuple:
-    "(rows, files): per quality the payload bits written against the model's estimate; `files` maps quality -> bytes."
-    from caelab.container import peek
-    c = get_codec(codec); m = load_model(c.weights)
-    x = pad_to_factor(image_to_tensor(img)[None], m.factor)
+    "(rows, files): per quality the payload bits written against the model's estimate for them; `files` maps quality -> bytes."
+    c = get_codec(codec)
     rows, files = [], {}
     for q in qualities:
         data = c.encode(img, q); hd = peek(data)
-        with torch.no_grad(): _, liks = m(x, q - 1, mode='round')
-        est = sum(float(-torch.log2(l.double()).sum()) for l in liks.values())
+        est = c.estimate_bits(img, q)                     # the same padding and analysis as `encode`
         rows.append(dict(quality=q, bytes=len(data), payload_bits=8 * hd.payload_bytes, estimated_bits=round(est, 1),
                          real_over_estimate=8 * hd.payload_bytes / est - 1, pixels=pixels_sha256(c.decode(data))))
         files[q] = data
@@ -56,10 +52,10 @@ def kodak_check(files, out, codec: str = 'hyperprior', qualities=range(1, 7)) ->
     for f in map(Path, files):
         r, datas = rate_check(load_image(f), codec, qualities)
         for row in r: rows.append(dict(image=f.stem, **row))
-        for q, data in datas.items(): (tmp / f'{f.stem}_q{q}.cae').write_bytes(data)
+        for q, data in datas.items(): (tmp / bitstream_name(f.stem, q)).write_bytes(data)
     fresh = fresh_hashes(tmp, codec)
     df = pd.DataFrame(rows)
-    df['fresh_process_equal'] = [fresh.get(f'{r.image}_q{r.quality}.cae') == r.pixels for r in df.itertuples()]
+    df['fresh_process_equal'] = [fresh.get(bitstream_name(r.image, r.quality)) == r.pixels for r in df.itertuples()]
     df['weights'] = get_codec(codec).weights_id
     df.drop(columns='pixels').to_csv(out / 'rate_check.csv', index=False)
     return df.drop(columns='pixels')

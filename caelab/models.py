@@ -7,9 +7,9 @@ __all__ = ['MSCAE_LATENTS', 'ARCHS', 'LATENT_HEADER_BYTES', 'MAX_CAE_PIXELS', 'c
            'MSCAE_WEIGHTS', 'Encoder', 'Decoder', 'pgic_encoder', 'pgic_decoder', 'mscae_encoder', 'mscae_decoder',
            'CAE', 'pgic_cae', 'mscae', 'pad_to_factor', 'reconstruct', 'layer_table', 'n_params', 'LatentFormatError',
            'latent_overhead', 'current_pixel_limit', 'pixel_limit', 'pack_latent', 'unpack_latent', 'compress',
-           'decompress', 'register_arch', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'weights_dir',
-           'weights_sha256', 'available_weights', 'weights_id', 'pretrained', 'shown_command', 'load_model',
-           'load_encoder', 'load_decoder', 'CAECodec']
+           'decompress', 'register_arch', 'restore_library_archs', 'CheckpointError', 'save_checkpoint',
+           'load_checkpoint', 'weights_dir', 'weights_sha256', 'available_weights', 'weights_id', 'pretrained',
+           'shown_command', 'load_model', 'load_encoder', 'load_decoder', 'CAECodec']
 
 # %% ../nbs/03_models.ipynb #1b1b5925
 import contextvars
@@ -18,7 +18,10 @@ import io
 import json
 import math
 import struct
+import sys
+import threading
 import zlib
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -283,21 +286,47 @@ def decompress(decoder: Decoder, data: bytes, max_pixels: int|None = None, tile:
     return decode_tiled(decoder, z, size, tile)
 
 # %% ../nbs/03_models.ipynb #938cfec5
-_BUILDERS = {}      # arch -> build(**config), for models that are not CAEs (later chapters register theirs)
+_BUILDERS = {}      # arch -> build(**config) of an importable module (the library's), for models that are not CAEs
+_LOCAL_ARCHS = {}   # arch -> (the `__main__` module that defined it, build): see above
+_LOCK = threading.RLock()   # the tables and the model cache below are read by server threads too
+
+def _main_owner(build):
+    "The `__main__` module (notebook, script) that defined `build` (a class or function), or None for an importable module's."
+    if getattr(build, '__module__', None) != '__main__' or __name__ == '__main__': return None
+    return sys.modules.get('__main__')
+
+def _builders() -> dict:
+    "arch -> build as the running code sees it: the library's, with the running `__main__`'s local builders in place of (or after) them."
+    main = sys.modules.get('__main__')
+    with _LOCK:
+        for k in [k for k, (owner, _) in _LOCAL_ARCHS.items() if owner is not main]: del _LOCAL_ARCHS[k]   # a finished notebook's
+        return {**_BUILDERS, **{k: b for k, (_, b) in _LOCAL_ARCHS.items()}}
 
 def register_arch(arch: str, build):
-    "Let checkpoints of architecture `arch` (not a CAE one) be rebuilt as `build(**config)`."
+    "Let checkpoints of architecture `arch` (not a CAE one) be rebuilt as `build(**config)` (locally if `build` was defined in `__main__`)."
     if arch in ARCHS: raise ValueError(f'{arch!r} is a CAE architecture')
-    _BUILDERS[arch] = build
+    owner = _main_owner(build)
+    with _LOCK:
+        if owner is None: _BUILDERS[arch] = build
+        else: _LOCAL_ARCHS[arch] = (owner, build)
 
+def restore_library_archs() -> list:
+    "Drop every local builder (one a notebook or script defined): each arch is rebuilt by the library's again. Returns the archs dropped."
+    with _LOCK:
+        names = sorted(_builders().keys() & _LOCAL_ARCHS.keys())
+        _LOCAL_ARCHS.clear()
+    return names
+
+# %% ../nbs/03_models.ipynb #4d1c7e2a
 def _build(arch: str, config: dict) -> nn.Module:
-    "The untrained module of `arch` with `config`: a CAE, or a registered architecture."
+    "The untrained module of `arch` with `config`: a CAE, or a registered architecture (the running `__main__`'s own first)."
     if arch in ARCHS: return CAE(arch, **config)
-    if arch not in _BUILDERS:
+    if arch not in _builders():
         from caelab.codecs import _load_providers
         _load_providers()                   # the chapters that register codecs register their architectures too
-    if arch not in _BUILDERS: raise ValueError(f'unknown architecture {arch!r}; known: {", ".join([*ARCHS, *_BUILDERS])}')
-    return _BUILDERS[arch](**config)
+    builders = _builders()
+    if arch not in builders: raise ValueError(f'unknown architecture {arch!r}; known: {", ".join([*ARCHS, *builders])}')
+    return builders[arch](**config)
 
 def _part_prefixes(model: nn.Module, part: str):
     "State-dict prefixes of `part` for a model that declares `parts`; None for the whole model or a CAE."
@@ -453,8 +482,29 @@ def _shipped_name(wid: str) -> str:
         return name
     raise ValueError(f'no shipped weights named {wid!r}; available: {", ".join(available_weights()) or "none"}')
 
-@lru_cache(maxsize=8)
-def _load(name: str, part: str): return pretrained(name, part)[0]
+_MAX_MODELS = 8
+_MODELS = OrderedDict()     # (name, part, builder or None) -> (the `__main__` of a local builder or None, module), last used last
+_ARCH_OF = {}               # shipped name -> its checkpoint's architecture, learned at its first load
+
+def _load(name: str, part: str):
+    "The shipped `name`'s `part`, loaded once per builder: a local builder's model only for the `__main__` that defined it."
+    main, builders = sys.modules.get('__main__'), _builders()
+    with _LOCK:
+        for k in [k for k, (owner, _) in _MODELS.items() if owner is not None and owner is not main]: del _MODELS[k]
+        key = (name, part, builders.get(_ARCH_OF[name])) if name in _ARCH_OF else None
+        if key in _MODELS: _MODELS.move_to_end(key); return _MODELS[key][1]
+    mod, info = pretrained(name, part)
+    arch = _ARCH_OF[name] = info['arch']
+    build = _builders().get(arch)                        # the builder `pretrained` used (None: a CAE)
+    with _LOCK:
+        _MODELS[(name, part, build)] = (_main_owner(build) if build is not None else None, mod)
+        while len(_MODELS) > _MAX_MODELS: _MODELS.popitem(last=False)
+    return mod
+
+def _clear_models():
+    with _LOCK:
+        _MODELS.clear(); _ARCH_OF.clear()
+_load.cache_clear = _clear_models                        # as `functools.lru_cache` names it
 
 def load_model(weights: str = PGIC_WEIGHTS) -> CAE:
     "The shipped autoencoder `weights` (a name or a weights id), loaded once and cached."
