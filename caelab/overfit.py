@@ -12,7 +12,7 @@ __all__ = ['BILINEAR_TAPS', 'CAUSAL', 'STEPS', 'FW', 'LOG_S0', 'LOG_STEP', 'N_SC
            'quality_lambda', 'OverfitCodec', 'macs_per_pixel', 'iteration_speed', 'encode_set', 'against_anchor',
            'iteration_curve', 'curve_crop', 'curve_gaps']
 
-# %% ../nbs/17_overfit.ipynb #ed5b4e73
+# %% ../nbs/17_overfit.ipynb #2e3e7e13
 import math
 import struct
 import time
@@ -26,12 +26,12 @@ from fastcore.basics import patch
 from .entropy import GaussianConditional, encoder_bytes, noisy, range_decoder, range_encoder, ste_round
 from .data import image_to_tensor, tensor_to_image
 
-# %% ../nbs/17_overfit.ipynb #7678dbac
+# %% ../nbs/17_overfit.ipynb #8e3e553f
 def pyramid_shapes(H: int, W: int, levels: int) -> list:
     "(h, w) of each latent level, finest first: level l has 1/2**l of the image's resolution (rounded up)."
     return [(-(-H // 2 ** l), -(-W // 2 ** l)) for l in range(levels)]
 
-# %% ../nbs/17_overfit.ipynb #0c69ca68
+# %% ../nbs/17_overfit.ipynb #b677ce1e
 BILINEAR_TAPS = (0., 0., .25, .75, .75, .25, 0., 0.)
 
 class Upsampler(nn.Module):
@@ -49,7 +49,7 @@ class Upsampler(nn.Module):
         for y in reversed(levels[:-1]): acc = torch.cat([self.up2(acc, *y.shape[-2:]), y], 1)
         return acc.flip(1)
 
-# %% ../nbs/17_overfit.ipynb #421da7c8
+# %% ../nbs/17_overfit.ipynb #8fb3cad5
 CAUSAL = 12     # the first 12 of the 25 positions of a 5x5 window in raster order: two rows above, two to the left
 
 def contexts(y: torch.Tensor) -> torch.Tensor:
@@ -66,13 +66,13 @@ class ARM(nn.Module):
         mu, log_scale = self.net(ctx).unbind(-1)
         return mu, log_scale
 
-# %% ../nbs/17_overfit.ipynb #442890c2
+# %% ../nbs/17_overfit.ipynb #70ad789c
 def soft_round(y: torch.Tensor, T: float) -> torch.Tensor:
     "Agustsson and Theis's soft rounding at temperature `T`: a smooth staircase, rounding as T -> 0."
     f = torch.floor(y)
     return f + 0.5 + torch.tanh((y - f - 0.5) / T) / (2 * math.tanh(0.5 / T))
 
-# %% ../nbs/17_overfit.ipynb #93fe3a27
+# %% ../nbs/17_overfit.ipynb #40ff3e44
 def _quant(y: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == 'noise': return noisy(y)
     if mode == 'ste': return ste_round(y)
@@ -93,7 +93,7 @@ class Overfit(nn.Module):
         self.log_scales = None if arm else nn.Parameter(torch.zeros(levels))
         self.gc = GaussianConditional()           # its likelihood: a Gaussian convolved with U(-1/2, 1/2)
 
-# %% ../nbs/17_overfit.ipynb #39e3ce81
+# %% ../nbs/17_overfit.ipynb #e741c572
 @patch
 def synthesize(self: Overfit, y_hat: list) -> torch.Tensor:
     "The image (1, 3, H, W) from quantised latent levels."
@@ -116,7 +116,7 @@ def forward(self: Overfit, mode: str = 'noise', T: float = .3) -> tuple:
     y_hat = [_quant(y, mode) for y in self.latents]
     return self.synthesize(y_hat), [self.level_likelihood(l, y) for l, y in enumerate(y_hat)]
 
-# %% ../nbs/17_overfit.ipynb #afa94ede
+# %% ../nbs/17_overfit.ipynb #6edb9615
 def rd_loss(model: Overfit, x: torch.Tensor, lmbda: float, mode: str, T: float = .3) -> tuple:
     "(λ·255²·MSE + bpp, bpp, MSE) of `model` against the image `x` (1, 3, H, W) in [0, 1]."
     x_hat, liks = model(mode, T)                 # T matters only to 'soft'
@@ -132,7 +132,7 @@ def evaluate(model: Overfit, x: torch.Tensor, lmbda: float = 0.) -> tuple:
     mse = ((torch.round(x_hat.clamp(0, 1) * 255) / 255 - x) ** 2).mean()
     return bpp, float(10 * torch.log10(1 / mse))
 
-# %% ../nbs/17_overfit.ipynb #f682b417
+# %% ../nbs/17_overfit.ipynb #2719ef53
 def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: float = 1e-2, noise_frac: float = .75,
         max_seconds: float | None = None, log_every: int = 100, progress: bool = False, proxy: str = 'soft',
         T: tuple = (.3, .1), final: str = 'round') -> list:
@@ -156,7 +156,7 @@ def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: fl
     finally: model.latents.requires_grad_(True)
     return log
 
-# %% ../nbs/17_overfit.ipynb #d9c0cfbd
+# %% ../nbs/17_overfit.ipynb #cc2e7f09
 STEPS = {'one level, fixed model': dict(levels=1, arm=False, proxy='noise', final='ste'),
          'pyramid, fixed model': dict(levels=4, arm=False, proxy='noise', final='ste'),
          'pyramid + ARM': dict(levels=4, arm=True, proxy='noise', final='ste'),
@@ -175,7 +175,7 @@ def compare_steps(x: torch.Tensor, lmbda: float = 0.013, iters: int = 150, steps
         rows.append(dict(step=name, iterations=it, seconds=s, bpp=round(bpp, 4), psnr=round(psnr, 2)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #2ac267c7
+# %% ../nbs/17_overfit.ipynb #533fe2f5
 FW = 8                                    # fixed-point fraction bits of the integer ARM
 LOG_S0, LOG_STEP, N_SCALES = -565, 16, 84   # scale i = exp((LOG_S0 + i*LOG_STEP) / 2**FW): 0.11 .. 19.7
 R_MAX = 121                               # latent symbols q = y - floor(mu) live in [-R_MAX, R_MAX]
@@ -196,7 +196,7 @@ def arm_table() -> np.ndarray:
         _TABLE = p / p.sum(1, keepdims=True)
     return _TABLE
 
-# %% ../nbs/17_overfit.ipynb #a172a16f
+# %% ../nbs/17_overfit.ipynb #618b2085
 def quantize_arm(arm: ARM) -> list:
     "[(W, b)] of the ARM's layers as int64 in 1/2**FW units; the float ARM is set to exactly these values."
     out = []
@@ -218,7 +218,7 @@ def int_arm(layers: list, ctx: np.ndarray) -> tuple:
     idx = np.minimum(np.maximum((a[:, 1] - LOG_S0 + LOG_STEP // 2) // LOG_STEP, 0), N_SCALES - 1)
     return a[:, 0] >> FW, frac * N_SCALES + idx
 
-# %% ../nbs/17_overfit.ipynb #812eb446
+# %% ../nbs/17_overfit.ipynb #1a2d4413
 def waves(shapes: list) -> tuple:
     """(order, bounds, context indices, positions) of latent levels of `shapes` [(h, w), ...] held in one flat buffer
     (each level zero-padded by 2): wave t is order[bounds[t]:bounds[t+1]], all levels' latents with j + 3i = t."""
@@ -252,7 +252,7 @@ def code_levels(coder, layers: list, shapes: list, ys: list | None = None) -> li
         out.append(Y[off:off + (h + 4) * (w + 4)].reshape(h + 4, w + 4)[2:-2, 2:-2]); off += (h + 4) * (w + 4)
     return out
 
-# %% ../nbs/17_overfit.ipynb #22a28425
+# %% ../nbs/17_overfit.ipynb #04d45097
 _WEIGHT_GC = None
 def weight_coder() -> GaussianConditional:
     "The Gaussian tables (scales 0.11..256, with escapes) that code quantised network weights, built once."
@@ -283,7 +283,7 @@ def ints_bits(ints: np.ndarray) -> float:
     p = np.where(esc, pmf[n], pmf[np.clip(k, 0, n - 1)]).astype(np.float64)
     return float(-np.log2(p).sum() + ESCAPE_BITS * esc.sum())
 
-# %% ../nbs/17_overfit.ipynb #7a60bcff
+# %% ../nbs/17_overfit.ipynb #33c9a49f
 def decoder_tensors(m: Overfit) -> list:
     "The float parameters a decoder needs besides the ARM, in file order: upsampling taps, synthesis, refinement."
     return [m.up.taps] + list(m.synth.parameters()) + list(m.refine.parameters())
@@ -310,7 +310,7 @@ def choose_exponent(m: Overfit, x: torch.Tensor, lmbda: float, exponents=range(4
         rows.append((lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp + wbits / npix, e, bpp, wbits / npix, psnr))
     return min(rows)[1], rows
 
-# %% ../nbs/17_overfit.ipynb #7f9685d5
+# %% ../nbs/17_overfit.ipynb #deb7b8cc
 HEAD = struct.Struct('<BBBB')     # levels, synthesis width, ARM width, weight exponent e (step 2**-e)
 
 @torch.no_grad()
@@ -323,7 +323,7 @@ def write_payload(m: Overfit, e: int) -> bytes:
     for y, c in zip(m.latents, coded): y.copy_(torch.from_numpy(c).view_as(y))
     return HEAD.pack(m.levels, m.synth[0].out_channels, arm_linears(m)[0].out_features, e) + bytes(idx) + encoder_bytes(enc)
 
-# %% ../nbs/17_overfit.ipynb #bca91ddd
+# %% ../nbs/17_overfit.ipynb #5e485d61
 OVERFIT_MAX_LEVELS, OVERFIT_MAX_WIDTH = 10, 64
 
 @torch.no_grad()
@@ -349,7 +349,7 @@ def read_payload(data: bytes, H: int, W: int) -> Overfit:
 
 N_WEIGHT_TABLES = 128     # GaussianConditional's default scale table
 
-# %% ../nbs/17_overfit.ipynb #40e6b683
+# %% ../nbs/17_overfit.ipynb #4fd7d605
 from .codecs import Codec, SettingSpec, check_image, register
 from .container import FormatError, pack, unpack
 
@@ -369,7 +369,7 @@ class OverfitCodec(Codec):
         self.iterations, self.max_seconds, self.levels, self.progress = iterations, max_seconds, levels, progress
         self.last_log, self.last_recon = [], None
 
-# %% ../nbs/17_overfit.ipynb #72bb93bd
+# %% ../nbs/17_overfit.ipynb #e911b560
 @patch
 def encode(self: OverfitCodec, img: np.ndarray, setting=None) -> bytes:
     "Fit a model to `img` at quality `setting` and return the container bytes (latents + weights, range-coded)."
@@ -398,7 +398,7 @@ def decode(self: OverfitCodec, data: bytes) -> np.ndarray:
 
 register(OverfitCodec(), replace=True)
 
-# %% ../nbs/17_overfit.ipynb #0fb44e66
+# %% ../nbs/17_overfit.ipynb #c586c0d7
 def macs_per_pixel(m: Overfit) -> dict:
     "Decoder multiplications per pixel, by part."
     H, W = m.H, m.W; shapes = pyramid_shapes(H, W, m.levels)
@@ -409,7 +409,7 @@ def macs_per_pixel(m: Overfit) -> dict:
     arm = sum(l.in_features * l.out_features for l in lins) * sum(h * w for h, w in shapes) / (H * W)
     return dict(upsampling=round(up, 1), synthesis=syn, arm=round(arm, 1), total=round(up + syn + arm, 1))
 
-# %% ../nbs/17_overfit.ipynb #d707976f
+# %% ../nbs/17_overfit.ipynb #feef7aa7
 SPEED_VARIANTS = {'float32 (default)': {}, 'bfloat16 autocast': dict(bf16=True), '5 levels': dict(levels=5),
                   'ARM hidden 8': dict(arm_hidden=8), 'synthesis hidden 8': dict(hidden=8),
                   'channels_last': dict(channels_last=True)}
@@ -437,7 +437,7 @@ def iteration_speed(x: torch.Tensor, variants=SPEED_VARIANTS, iters: int = 3, th
     finally: torch.set_num_threads(old)
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #96747b2f
+# %% ../nbs/17_overfit.ipynb #2bf852cb
 def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_seconds: float | None = None,
                quiet: bool = False) -> 'pd.DataFrame':
     "Encode each image file at each quality into `out/<stem>_q<q>.cae` (skipping finished ones); returns results.csv."
@@ -470,10 +470,10 @@ def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_s
             if not quiet: print(f'{f.stem} q{q:g}: {row["bpp"]:.3f} bpp, {row["psnr"]:.2f} dB, {t_enc:.0f} s')
     return pd.read_csv(res) if res.exists() else None
 
-# %% ../nbs/17_overfit.ipynb #00ef668d
+# %% ../nbs/17_overfit.ipynb #8eb6d385
 KODAK_RUN = dict(images=[f'kodim{i:02d}' for i in range(1, 7)], qualities=(2, 3, 4, 5), iterations=600)
 
-# %% ../nbs/17_overfit.ipynb #d9a29c8b
+# %% ../nbs/17_overfit.ipynb #15efe531
 def against_anchor(ours: 'pd.DataFrame', per_image: 'pd.DataFrame', anchor: str) -> 'pd.DataFrame':
     """Per image of `ours` (image, bpp, psnr) with ≥ 4 points: BD-rate (%) against `anchor`, how many of our points lie
     within the anchor's rate range (`compared`) and how many of those lie above its curve (`above`)."""
@@ -488,7 +488,7 @@ def against_anchor(ours: 'pd.DataFrame', per_image: 'pd.DataFrame', anchor: str)
                          compared=int(np.isfinite(at).sum()), above=int((at < g.psnr).sum())))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #b4d948ca
+# %% ../nbs/17_overfit.ipynb #dcdebf08
 def iteration_curve(img: np.ndarray, quality: float, budgets, out, name: str = 'image') -> 'pd.DataFrame':
     "Encode `img` at `quality` once per iteration budget; rows (name, quality, iterations, bytes, bpp, psnr, cpu_s, wall_s) appended to the CSV `out`."
     import csv, pandas as pd
@@ -509,7 +509,7 @@ def iteration_curve(img: np.ndarray, quality: float, budgets, out, name: str = '
             w = csv.DictWriter(fh, list(row)); new and w.writeheader(); w.writerow(row)
     return pd.read_csv(out)
 
-# %% ../nbs/17_overfit.ipynb #25aa3b94
+# %% ../nbs/17_overfit.ipynb #d21bc45d
 CURVE_RUN = dict(image='kodim01', box=(128, 256, 256, 256), quality=3, budgets=(150, 300, 600, 1200, 2400, 4800))
 
 def curve_crop(kodak) -> np.ndarray:
@@ -519,7 +519,7 @@ def curve_crop(kodak) -> np.ndarray:
     t, l, h, w = CURVE_RUN['box']
     return load_image(Path(kodak) / f"{CURVE_RUN['image']}.png", quiet=True)[t:t + h, l:l + w]
 
-# %% ../nbs/17_overfit.ipynb #b5e69b8e
+# %% ../nbs/17_overfit.ipynb #2c675f3e
 def curve_gaps(curve: 'pd.DataFrame', anchors: 'pd.DataFrame') -> 'pd.DataFrame':
     "Per budget of `curve` (iterations, bpp, psnr): each anchor codec's PSNR at that rate (log-rate interpolation) and our gap to it."
     out = curve.sort_values('iterations').reset_index(drop=True)
