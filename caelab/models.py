@@ -285,37 +285,25 @@ def decompress(decoder: Decoder, data: bytes, max_pixels: int|None = None, tile:
     z, size = unpack_latent(data, getattr(decoder, 'weights_id', None), max_pixels, decoder.factor, decoder.latent_channels)
     return decode_tiled(decoder, z, size, tile)
 
-# %% ../nbs/03_models.ipynb #938cfec5
-_BUILDERS = {}      # arch -> build(**config) of an importable module (the library's), for models that are not CAEs
-_LOCAL_ARCHS = {}   # arch -> (the `__main__` module that defined it, build): see above
-_LOCK = threading.RLock()   # the tables and the model cache below are read by server threads too
+# %% ../nbs/03_models.ipynb #1ee5f59d
+from .codecs import MainOverlay
 
-def _main_owner(build):
-    "The `__main__` module (notebook, script) that defined `build` (a class or function), or None for an importable module's."
-    if getattr(build, '__module__', None) != '__main__' or __name__ == '__main__': return None
-    return sys.modules.get('__main__')
+_LOCK = threading.RLock()   # the tables and the model cache below are read by server threads too
+_ARCH_TABLE = MainOverlay(_LOCK)   # arch -> build(**config), for models that are not CAEs: see above
+_BUILDERS, _LOCAL_ARCHS = _ARCH_TABLE.library, _ARCH_TABLE.local   # the library's builders, and the local ones
 
 def _builders() -> dict:
     "arch -> build as the running code sees it: the library's, with the running `__main__`'s local builders in place of (or after) them."
-    main = sys.modules.get('__main__')
-    with _LOCK:
-        for k in [k for k, (owner, _) in _LOCAL_ARCHS.items() if owner is not main]: del _LOCAL_ARCHS[k]   # a finished notebook's
-        return {**_BUILDERS, **{k: b for k, (_, b) in _LOCAL_ARCHS.items()}}
+    return _ARCH_TABLE.current()
 
 def register_arch(arch: str, build):
     "Let checkpoints of architecture `arch` (not a CAE one) be rebuilt as `build(**config)` (locally if `build` was defined in `__main__`)."
     if arch in ARCHS: raise ValueError(f'{arch!r} is a CAE architecture')
-    owner = _main_owner(build)
-    with _LOCK:
-        if owner is None: _BUILDERS[arch] = build
-        else: _LOCAL_ARCHS[arch] = (owner, build)
+    _ARCH_TABLE.put(arch, build, getattr(build, '__module__', None))
 
 def restore_library_archs() -> list:
     "Drop every local builder (one a notebook or script defined): each arch is rebuilt by the library's again. Returns the archs dropped."
-    with _LOCK:
-        names = sorted(_builders().keys() & _LOCAL_ARCHS.keys())
-        _LOCAL_ARCHS.clear()
-    return names
+    return _ARCH_TABLE.restore()
 
 # %% ../nbs/03_models.ipynb #4d1c7e2a
 def _build(arch: str, config: dict) -> nn.Module:
@@ -472,7 +460,7 @@ def shown_command(command: str) -> str:
     return ' '.join(shlex.quote(Path(t).name) if '/' in t and not t.startswith('-') else shlex.quote(t)
                     for t in shlex.split(command))
 
-# %% ../nbs/03_models.ipynb #986c8ca8
+# %% ../nbs/03_models.ipynb #15f37fc9
 def _shipped_name(wid: str) -> str:
     "The shipped weights that `wid` (a name or a weights id) names."
     if wid in available_weights(): return wid
@@ -488,16 +476,16 @@ _ARCH_OF = {}               # shipped name -> its checkpoint's architecture, lea
 
 def _load(name: str, part: str):
     "The shipped `name`'s `part`, loaded once per builder: a local builder's model only for the `__main__` that defined it."
-    main, builders = sys.modules.get('__main__'), _builders()
+    builders = _builders()
     with _LOCK:
-        for k in [k for k, (owner, _) in _MODELS.items() if owner is not None and owner is not main]: del _MODELS[k]
+        for k in [k for k, (owner, _) in _MODELS.items() if MainOverlay.stale(owner)]: del _MODELS[k]
         key = (name, part, builders.get(_ARCH_OF[name])) if name in _ARCH_OF else None
         if key in _MODELS: _MODELS.move_to_end(key); return _MODELS[key][1]
     mod, info = pretrained(name, part)
     arch = _ARCH_OF[name] = info['arch']
     build = _builders().get(arch)                        # the builder `pretrained` used (None: a CAE)
     with _LOCK:
-        _MODELS[(name, part, build)] = (_main_owner(build) if build is not None else None, mod)
+        _MODELS[(name, part, build)] = (MainOverlay.owner(getattr(build, '__module__', None)), mod)
         while len(_MODELS) > _MAX_MODELS: _MODELS.popitem(last=False)
     return mod
 
