@@ -30,11 +30,13 @@ def rate_check(img: np.ndarray, codec: str = 'hyperprior', qualities=range(1, 7)
         files[q] = data
     return rows, files
 
-# %% ../nbs/16a_learned_kodak.ipynb #008ab8eb
-def fresh_hashes(folder, codec: str = 'hyperprior', timeout: int = 1800) -> dict:
-    "Decode every `*.cae` file in `folder` in one fresh interpreter; {file name: pixels hash}."
+# %% ../nbs/16a_learned_kodak.ipynb #40b05caf
+def fresh_hashes(folder, codec: str = 'hyperprior', timeout: int = 1800, threads: int | None = None) -> dict:
+    "Decode every `*.cae` file in `folder` in one fresh interpreter with `threads` torch threads (default: this process's); {file name: pixels hash}."
+    import torch
     code = f'''
-import json, sys
+import json, sys, torch
+torch.set_num_threads({int(threads or torch.get_num_threads())})
 from pathlib import Path
 from caelab.codecs import get_codec
 from caelab.data import pixels_sha256
@@ -43,19 +45,22 @@ print(json.dumps({{p.name: pixels_sha256(c.decode(p.read_bytes())) for p in sort
 '''
     return json.loads(decode_in_subprocess(code, timeout).splitlines()[-1])
 
-# %% ../nbs/16a_learned_kodak.ipynb #ef835ce4
+# %% ../nbs/16a_learned_kodak.ipynb #70c9c8e9
 def kodak_check(files, out, codec: str = 'hyperprior', qualities=range(1, 7)) -> pd.DataFrame:
-    "Rate check and fresh-process decode of `codec` on every image file; writes and returns `out/rate_check.csv`."
-    import tempfile
+    """Rate check and fresh-process decode of `codec` on every image file, the latter with this process's thread count and
+    with another; writes and returns `out/rate_check.csv`."""
+    import tempfile, torch
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     rows, tmp = [], Path(tempfile.mkdtemp())
     for f in map(Path, files):
         r, datas = rate_check(load_image(f), codec, qualities)
         for row in r: rows.append(dict(image=f.stem, **row))
         for q, data in datas.items(): (tmp / bitstream_name(f.stem, q)).write_bytes(data)
-    fresh = fresh_hashes(tmp, codec)
+    fresh, n = fresh_hashes(tmp, codec), torch.get_num_threads()
+    other = fresh_hashes(tmp, codec, threads=2 if n == 1 else 1)        # the same files with another thread count
     df = pd.DataFrame(rows)
     df['fresh_process_equal'] = [fresh.get(bitstream_name(r.image, r.quality)) == r.pixels for r in df.itertuples()]
+    df['threads'], df['other_threads_equal'] = n, [other.get(bitstream_name(r.image, r.quality)) == r.pixels for r in df.itertuples()]
     df['weights'] = get_codec(codec).weights_id
     df.drop(columns='pixels').to_csv(out / 'rate_check.csv', index=False)
     return df.drop(columns='pixels')

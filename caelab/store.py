@@ -59,7 +59,7 @@ class IntegrityError(StoreError):
     "Stored data failed authentication or a checksum (tampered with or corrupted); nothing is returned."
 
 class DecodeMismatchError(IntegrityError):
-    "The payload is authentic but decodes to different pixels than at store time (codec library or weights changed)."
+    "The payload is authentic but decodes to different pixels than at store time (codec library or weights changed; for a learned codec, also another thread count or CPU)."
 
 class SchemaError(StoreError):
     "The database's schema is newer than this caelab supports, or is missing parts of the store's layout."
@@ -832,7 +832,9 @@ def get_record(self: SecureStore, key: str|None = None, passphrase: str|None = N
     if verify_pixels and pixels_sha256(img) != meta['decoded_sha256']:
         raise DecodeMismatchError(f'record {rid}: the payload is authentic but decodes to different pixels than when '
                                   f'it was stored (caelab {meta.get("caelab")} then, {caelab.__version__} now; a changed '
-                                  'codec library or CAE weights?). Pass verify_pixels=False to accept them')
+                                  'codec library or weights? For a learned codec, another thread count or CPU sums its float '
+                                  'synthesis in another order, which can move a few pixels by one level). '
+                                  'Pass verify_pixels=False to accept them')
     return StoredImage(img, meta, payload, original)
 
 @patch
