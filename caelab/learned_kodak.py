@@ -59,8 +59,8 @@ def kodak_check(files, out, codec: str = 'hyperprior', qualities=range(1, 7)) ->
     fresh, n = fresh_hashes(tmp, codec), torch.get_num_threads()
     other = fresh_hashes(tmp, codec, threads=2 if n == 1 else 1)        # the same files with another thread count
     df = pd.DataFrame(rows)
-    df['fresh_process_equal'] = [fresh.get(bitstream_name(r.image, r.quality)) == r.pixels for r in df.itertuples()]
-    df['threads'], df['other_threads_equal'] = n, [other.get(bitstream_name(r.image, r.quality)) == r.pixels for r in df.itertuples()]
+    same = lambda hashes: [hashes.get(bitstream_name(r.image, r.quality)) == r.pixels for r in df.itertuples()]
+    df['fresh_process_equal'], df['threads'], df['other_threads_equal'] = same(fresh), n, same(other)
     df['weights'] = get_codec(codec).weights_id
     df.drop(columns='pixels').to_csv(out / 'rate_check.csv', index=False)
     return df.drop(columns='pixels')
