@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LIKELIHOOD_BOUND', 'ESCAPE_BITS', 'ste_round', 'noisy', 'LowerBound', 'lower_bound', 'EntropyBottleneck',
            'fit_density', 'range_encoder', 'range_decoder', 'encoder_bytes', 'estimated_bits', 'scale_table',
-           'GaussianConditional', 'decode_in_subprocess']
+           'GaussianConditional', 'decode_in_subprocess', 'torch_threads']
 
 # %% ../nbs/14_entropy.ipynb #beffc6bb
 import math
@@ -360,3 +360,14 @@ def decode_in_subprocess(code: str, timeout: int = 120) -> str:
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)
     if r.returncode: raise RuntimeError(f'the fresh process failed:\n{r.stderr[-2000:]}')
     return r.stdout.strip()
+
+# %% ../nbs/14_entropy.ipynb #5233aa90
+import contextlib
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    "Run the block with `n` torch threads (None: leave the count alone), restoring the previous count afterwards."
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield old
+    finally: torch.set_num_threads(old)

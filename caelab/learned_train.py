@@ -8,7 +8,7 @@ __all__ = ['LAMBDAS', 'N_VALID_PHOTOS', 'LOG_COLUMNS', 'FIXED_LAMBDA', 'RECIPES'
            'save_training_state', 'load_trained', 'load_training_state', 'ResumableRD', 'rd_learner', 'train_learned',
            'step_speed', 'speed_table', 'recipe_lambdas', 'run_recipe', 'main', 'ship_weights', 'plot_training_log']
 
-# %% ../nbs/16_learned_train.ipynb #0c3e71e1
+# %% ../nbs/16_learned_train.ipynb #efcc6d3d
 import csv
 import os
 import random
@@ -23,6 +23,8 @@ from fastai.basics import Callback, CancelFitException, DataLoaders, Learner, Op
 from fastai.data.load import DataLoader
 from fastcore.basics import patch
 from PIL import Image
+
+from .entropy import torch_threads
 
 # %% ../nbs/16_learned_train.ipynb #c0f99602
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)   # the usual table for λ·255²·MSE + bpp, lowest rate first
@@ -246,13 +248,11 @@ def train_learned(learn: Learner, ckpt, log, budget_s: float, lr: float = 1e-4, 
         learn.fit(1, lr=np.array([lr, aux_lr]), cbs=[cb])
     return cb.state
 
-# %% ../nbs/16_learned_train.ipynb #58a4c9eb
+# %% ../nbs/16_learned_train.ipynb #8c207a54
 def step_speed(make_model, bf16: bool = False, channels_last: bool = False, threads: int | None = None, crop: int = 128,
                bs: int = 8, steps: int = 5, compile: bool = False) -> float:
     "Training crops per second of `make_model()` for one setting (two warm-up steps, then `steps` timed)."
-    old = torch.get_num_threads()
-    if threads: torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(0)
         m = make_model(); loss_f = RDLoss()
         opt = torch.optim.Adam(m.parameters(), 1e-4)
@@ -267,7 +267,6 @@ def step_speed(make_model, bf16: bool = False, channels_last: bool = False, thre
         t = time.perf_counter()
         for _ in range(steps): step()
         return bs * steps / (time.perf_counter() - t)
-    finally: torch.set_num_threads(old)
 
 # %% ../nbs/16_learned_train.ipynb #521f4317
 def speed_table(make_model, crop: int = 128, bs: int = 8, steps: int = 5, compile: bool = True) -> 'pd.DataFrame':
