@@ -6,13 +6,13 @@
 __all__ = ['BILINEAR_TAPS', 'CAUSAL', 'STEPS', 'FW', 'LOG_S0', 'LOG_STEP', 'N_SCALES', 'R_MAX', 'FRAC_BITS', 'HEAD',
            'OVERFIT_MAX_LEVELS', 'OVERFIT_MAX_WIDTH', 'N_WEIGHT_TABLES', 'OVERFIT_LAMBDAS', 'OVERFIT_MAX_PIXELS',
            'SPEED_VARIANTS', 'KODAK_RUN', 'CURVE_RUN', 'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'soft_round',
-           'Overfit', 'rd_loss', 'evaluate', 'fit', 'compare_steps', 'arm_scales', 'arm_table', 'quantize_arm',
-           'int_arm', 'waves', 'code_levels', 'weight_coder', 'code_ints', 'decode_ints', 'ints_bits',
-           'decoder_tensors', 'arm_linears', 'quantize_decoder', 'choose_exponent', 'write_payload', 'read_payload',
-           'quality_lambda', 'OverfitCodec', 'macs_per_pixel', 'iteration_speed', 'encode_set', 'against_anchor',
-           'iteration_curve', 'curve_crop', 'curve_gaps']
+           'Overfit', 'rd_loss', 'evaluate', 'fit', 'warm_start', 'seed_spread', 'compare_steps', 'arm_scales',
+           'arm_table', 'quantize_arm', 'int_arm', 'waves', 'code_levels', 'weight_coder', 'code_ints', 'decode_ints',
+           'ints_bits', 'decoder_tensors', 'arm_linears', 'quantize_decoder', 'choose_exponent', 'write_payload',
+           'read_payload', 'quality_lambda', 'OverfitCodec', 'macs_per_pixel', 'iteration_speed', 'encode_set',
+           'bent_points', 'retry_points', 'against_anchor', 'iteration_curve', 'curve_crop', 'curve_gaps']
 
-# %% ../nbs/17_overfit.ipynb #2e3e7e13
+# %% ../nbs/17_overfit.ipynb #7424ec36
 import math
 import struct
 import time
@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from .entropy import GaussianConditional, encoder_bytes, noisy, range_decoder, range_encoder, ste_round
+from .entropy import GaussianConditional, encoder_bytes, noisy, range_decoder, range_encoder, ste_round, torch_threads
 from .data import image_to_tensor, tensor_to_image
 
 # %% ../nbs/17_overfit.ipynb #8e3e553f
@@ -132,29 +132,61 @@ def evaluate(model: Overfit, x: torch.Tensor, lmbda: float = 0.) -> tuple:
     mse = ((torch.round(x_hat.clamp(0, 1) * 255) / 255 - x) ** 2).mean()
     return bpp, float(10 * torch.log10(1 / mse))
 
-# %% ../nbs/17_overfit.ipynb #2719ef53
+# %% ../nbs/17_overfit.ipynb #1d5f7396
 def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: float = 1e-2, noise_frac: float = .75,
         max_seconds: float | None = None, log_every: int = 100, progress: bool = False, proxy: str = 'soft',
-        T: tuple = (.3, .1), final: str = 'round') -> list:
-    "Fit `model` to `x`: `iters` Adam steps (or until `max_seconds`); returns [(iteration, seconds, bpp, PSNR)]."
+        T: tuple = (.3, .1), final: str = 'round', start: int = 0, stop: int | None = None, state: dict | None = None) -> list:
+    """Fit `model` to `x`: `iters` Adam steps (or until `max_seconds`); returns [(iteration, seconds, bpp, PSNR)].
+    `start`/`stop` run a part of the `iters`-long schedule; `state` (a dict) carries the optimiser from part to part."""
     from fastprogress.fastprogress import progress_bar
     if proxy not in ('soft', 'noise'): raise ValueError(f"proxy must be 'soft' or 'noise', got {proxy!r}")
     if final not in ('round', 'ste'): raise ValueError(f"final must be 'round' or 'ste', got {final!r}")
-    opt = torch.optim.Adam(model.parameters(), lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=lr / 100)
+    state = {} if state is None else state
+    if 'opt' not in state:
+        if start: raise ValueError(f'start={start} continues a fit: pass the `state` its first part filled in')
+        state['opt'] = opt = torch.optim.Adam(model.parameters(), lr)
+        state['sched'] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=lr / 100)
+    opt, sched, end = state['opt'], state['sched'], min(iters, iters if stop is None else stop)
     t0, log, n1 = time.perf_counter(), [], noise_frac * iters
     try:
-        for it in (progress_bar(range(iters)) if progress else range(iters)):
+        for it in (progress_bar(range(start, end)) if progress else range(start, end)):
             mode, temp = (proxy, T[0] + (T[1] - T[0]) * it / n1) if it < n1 else (final, T[1])
             if mode == 'round': model.latents.requires_grad_(False)     # frozen: Adam skips them (no grad)
             loss, _, _ = rd_loss(model, x, lmbda, mode, temp)
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
             late = max_seconds is not None and time.perf_counter() - t0 > max_seconds
-            if (it + 1) % log_every == 0 or it == iters - 1 or late:
+            if (it + 1) % log_every == 0 or it == end - 1 or late:
                 log.append((it + 1, round(time.perf_counter() - t0, 2), *evaluate(model, x)))
             if late: break
     finally: model.latents.requires_grad_(True)
     return log
+
+# %% ../nbs/17_overfit.ipynb #3fb31114
+def warm_start(make, x: torch.Tensor, lmbda: float, iters: int, candidates: int = 3, warm: int = 100, seed: int = 0,
+               **kw) -> tuple:
+    """Fit `candidates` fresh models (`make()` under seeds `seed`, `seed`+1, ...) for the first `warm` iterations of an
+    `iters`-long fit: (the one with the lowest R-D cost, its fit `state`, [each one's cost])."""
+    best, costs = None, []
+    for k in range(candidates):
+        torch.manual_seed(seed + k); m, st = make(), {}
+        fit(m, x, lmbda, iters, stop=warm, state=st, log_every=max(warm, 1), **kw)
+        bpp, psnr = evaluate(m, x)
+        costs.append(lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp)
+        if costs[-1] == min(costs): best = (m, st)
+    return *best, costs
+
+# %% ../nbs/17_overfit.ipynb #e2fcef70
+def seed_spread(img: np.ndarray, lmbda: float, seeds=range(4), stop: int = 150, iters: int = 600, every: int = 30,
+                levels: int = 7) -> 'pd.DataFrame':
+    "Estimated latent bpp, PSNR and R-D cost of fits of `img` from several seeds, every `every` iterations up to `stop`."
+    import pandas as pd
+    x, rows = image_to_tensor(img)[None], []
+    for s in seeds:
+        torch.manual_seed(s); m = Overfit(*img.shape[:2], levels)
+        for it, sec, bpp, psnr in fit(m, x, lmbda, iters, stop=stop, log_every=every):
+            rows.append(dict(seed=s, iteration=it, seconds=sec, latent_bpp=round(bpp, 4), psnr=round(psnr, 3),
+                             cost=round(lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp, 4)))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/17_overfit.ipynb #cc2e7f09
 STEPS = {'one level, fixed model': dict(levels=1, arm=False, proxy='noise', final='ste'),
@@ -349,7 +381,7 @@ def read_payload(data: bytes, H: int, W: int) -> Overfit:
 
 N_WEIGHT_TABLES = 128     # GaussianConditional's default scale table
 
-# %% ../nbs/17_overfit.ipynb #4fd7d605
+# %% ../nbs/17_overfit.ipynb #35e4d1ee
 from .codecs import Codec, SettingSpec, check_image, register
 from .container import FormatError, pack, unpack
 
@@ -365,22 +397,33 @@ class OverfitCodec(Codec):
     "A small network fitted to each image (latent pyramid + synthesis + ARM), sent with its weights."
     name, label, lossless, slow = 'overfit', 'Overfitted (latent pyramid + ARM)', False, True
     spec = SettingSpec.range('quality', 1, 6, 4, sweep=(2, 3, 4, 5), integer=False)
-    def __init__(self, iterations: int = 2000, max_seconds: float | None = None, levels: int = 7, progress: bool = False):
+    def __init__(self, iterations: int = 2000, max_seconds: float | None = None, levels: int = 7, progress: bool = False,
+                 seed: int = 0, candidates: int = 1, warm: int = 100):
         self.iterations, self.max_seconds, self.levels, self.progress = iterations, max_seconds, levels, progress
-        self.last_log, self.last_recon = [], None
+        self.seed, self.candidates, self.warm = seed, candidates, warm      # the same seed: the same file, run to run
+        self.last_log, self.last_recon, self.last_candidates = [], None, []
 
-# %% ../nbs/17_overfit.ipynb #e911b560
+# %% ../nbs/17_overfit.ipynb #0880ffad
 @patch
 def encode(self: OverfitCodec, img: np.ndarray, setting=None) -> bytes:
     "Fit a model to `img` at quality `setting` and return the container bytes (latents + weights, range-coded)."
     q, img = self.check_setting(setting), check_image(img, what=self.name)
     H, W = img.shape[:2]
     if H * W > OVERFIT_MAX_PIXELS: raise ValueError(f'{self.name}: {H}x{W} is over the {OVERFIT_MAX_PIXELS:,}-pixel limit')
-    x = image_to_tensor(img)[None]
+    x, t0 = image_to_tensor(img)[None], time.perf_counter()
     levels = max(1, min(self.levels, int(math.log2(max(min(H, W), 1))) + 1))
-    m, lmbda = Overfit(H, W, levels), quality_lambda(q)
-    self.last_log = fit(m, x, lmbda, self.iterations, max_seconds=self.max_seconds, progress=self.progress,
-                        log_every=max(1, self.iterations // 20))
+    lmbda, make = quality_lambda(q), lambda: Overfit(H, W, levels)
+    with torch.random.fork_rng(devices=[]):                  # seeded here; the caller's random state is left alone
+        torch.manual_seed(self.seed)
+        if self.candidates > 1:
+            warm = min(self.warm, self.iterations)
+            m, st, self.last_candidates = warm_start(make, x, lmbda, self.iterations, self.candidates, warm, self.seed)
+        else: m, st, warm, self.last_candidates = make(), {}, 0, []
+        left = None if self.max_seconds is None else max(0., self.max_seconds - (time.perf_counter() - t0))
+        self.last_log = fit(m, x, lmbda, self.iterations, max_seconds=left, progress=self.progress, start=warm, state=st,
+                            log_every=max(1, self.iterations // 20))
+    if not self.last_log: self.last_log = [(warm, round(time.perf_counter() - t0, 2), *evaluate(m, x))]  # all warm-up
+    self.last_iterations = self.last_log[-1][0] + (self.candidates - 1) * warm      # all candidates' iterations
     e, _ = choose_exponent(m, x, lmbda)
     payload = write_payload(m, e)
     with torch.no_grad(): self.last_recon = tensor_to_image(m.synthesize(list(m.latents))[0])   # what the decoder will show
@@ -409,7 +452,7 @@ def macs_per_pixel(m: Overfit) -> dict:
     arm = sum(l.in_features * l.out_features for l in lins) * sum(h * w for h, w in shapes) / (H * W)
     return dict(upsampling=round(up, 1), synthesis=syn, arm=round(arm, 1), total=round(up + syn + arm, 1))
 
-# %% ../nbs/17_overfit.ipynb #feef7aa7
+# %% ../nbs/17_overfit.ipynb #ef59b5a2
 SPEED_VARIANTS = {'float32 (default)': {}, 'bfloat16 autocast': dict(bf16=True), '5 levels': dict(levels=5),
                   'ARM hidden 8': dict(arm_hidden=8), 'synthesis hidden 8': dict(hidden=8),
                   'channels_last': dict(channels_last=True)}
@@ -417,31 +460,40 @@ SPEED_VARIANTS = {'float32 (default)': {}, 'bfloat16 autocast': dict(bf16=True),
 def iteration_speed(x: torch.Tensor, variants=SPEED_VARIANTS, iters: int = 3, threads=(1,), lmbda: float = 0.013) -> 'pd.DataFrame':
     "CPU seconds and wall seconds per encoder iteration on image `x` (1, 3, H, W), per variant and thread count."
     import pandas as pd
-    rows, old = [], torch.get_num_threads()
-    try:
-        for n in threads:
-            torch.set_num_threads(n)
-            for name, kw in variants.items():
-                kw = dict(kw); bf16, cl = kw.pop('bf16', False), kw.pop('channels_last', False)
-                m = Overfit(x.shape[-2], x.shape[-1], **kw)
-                if cl: m = m.to(memory_format=torch.channels_last)
-                opt = torch.optim.Adam(m.parameters(), 1e-2)
-                def step():
-                    with torch.autocast('cpu', torch.bfloat16, enabled=bf16): loss = rd_loss(m, x, lmbda, 'noise')[0]
-                    opt.zero_grad(); loss.float().backward(); opt.step()
+    rows = []
+    for n in threads:
+        for name, kw in variants.items():
+            kw = dict(kw); bf16, cl = kw.pop('bf16', False), kw.pop('channels_last', False)
+            m = Overfit(x.shape[-2], x.shape[-1], **kw)
+            if cl: m = m.to(memory_format=torch.channels_last)
+            opt = torch.optim.Adam(m.parameters(), 1e-2)
+            def step():
+                with torch.autocast('cpu', torch.bfloat16, enabled=bf16): loss = rd_loss(m, x, lmbda, 'noise')[0]
+                opt.zero_grad(); loss.float().backward(); opt.step()
+            with torch_threads(n):
                 step()                                              # warm-up
                 c0, t0 = time.process_time(), time.perf_counter()
                 for _ in range(iters): step()
                 c, t = (time.process_time() - c0) / iters, (time.perf_counter() - t0) / iters
-                rows.append(dict(variant=name, threads=n, cpu_s_per_it=round(c, 4), wall_s_per_it=round(t, 4), it_per_s=round(1 / t, 2)))
-    finally: torch.set_num_threads(old)
+            rows.append(dict(variant=name, threads=n, cpu_s_per_it=round(c, 4), wall_s_per_it=round(t, 4), it_per_s=round(1 / t, 2)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #2bf852cb
-def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_seconds: float | None = None,
-               quiet: bool = False) -> 'pd.DataFrame':
-    "Encode each image file at each quality into `out/<stem>_q<q>.cae` (skipping finished ones); returns results.csv."
+# %% ../nbs/17_overfit.ipynb #e7772490
+def _append_rows(path, rows: list):
+    "Append dict rows to CSV `path`; if they bring new columns, rewrite it whole (older rows get blanks there)."
     import csv, pandas as pd
+    if path.exists() and list(pd.read_csv(path, nrows=0).columns) != list(rows[0]):
+        df = pd.concat([pd.read_csv(path), pd.DataFrame(rows)], ignore_index=True)
+        tmp = path.with_suffix('.tmp'); df.to_csv(tmp, index=False); tmp.replace(path); return
+    new = not path.exists()
+    with open(path, 'a', newline='') as fh:
+        w = csv.DictWriter(fh, list(rows[0])); new and w.writeheader(); w.writerows(rows)
+
+def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_seconds: float | None = None,
+               quiet: bool = False, **codec_kw) -> 'pd.DataFrame':
+    """Encode each image file at each quality into `out/<stem>_q<q>.cae` (skipping finished ones) with
+    `OverfitCodec(iterations, max_seconds, **codec_kw)`; returns results.csv."""
+    import pandas as pd
     from pathlib import Path
     from caelab.container import bitstream_name
     from caelab.data import load_image
@@ -454,24 +506,47 @@ def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_s
             dst = out / bitstream_name(f.stem, q)
             if dst.exists(): continue
             img = load_image(f) if img is None else img
-            codec, t0 = OverfitCodec(iterations, max_seconds), time.perf_counter()
+            codec, t0 = OverfitCodec(iterations, max_seconds, **codec_kw), time.perf_counter()
             data = codec.encode(img, q); t_enc = time.perf_counter() - t0
             t0 = time.perf_counter(); dec = OverfitCodec().decode(data); t_dec = time.perf_counter() - t0
             row = dict(image=f.stem, quality=q, height=img.shape[0], width=img.shape[1],
                        iterations=codec.last_log[-1][0], bytes=len(data),
                        bpp=len(data) * 8 / img.shape[0] / img.shape[1], psnr=float(psnr(img, dec)),
-                       encode_s=round(t_enc, 2), decode_s=round(t_dec, 3))
-            for path, rows in ((its, [dict(image=f.stem, quality=q, iteration=i, seconds=s, latent_bpp=b, psnr=p)
-                                      for i, s, b, p in codec.last_log]), (res, [row])):
-                new = not path.exists()
-                with open(path, 'a', newline='') as fh:
-                    w = csv.DictWriter(fh, list(rows[0])); new and w.writeheader(); w.writerows(rows)
+                       encode_s=round(t_enc, 2), decode_s=round(t_dec, 3), seed=codec.seed, candidates=codec.candidates,
+                       total_iterations=codec.last_iterations)
+            _append_rows(its, [dict(image=f.stem, quality=q, iteration=i, seconds=s, latent_bpp=b, psnr=p)
+                               for i, s, b, p in codec.last_log])
+            _append_rows(res, [row])
             tmp = dst.with_suffix('.tmp'); tmp.write_bytes(data); tmp.replace(dst)     # the file last: its presence means done
             if not quiet: print(f'{f.stem} q{q:g}: {row["bpp"]:.3f} bpp, {row["psnr"]:.2f} dB, {t_enc:.0f} s')
     return pd.read_csv(res) if res.exists() else None
 
 # %% ../nbs/17_overfit.ipynb #8eb6d385
 KODAK_RUN = dict(images=[f'kodim{i:02d}' for i in range(1, 7)], qualities=(2, 3, 4, 5), iterations=600)
+
+# %% ../nbs/17_overfit.ipynb #a021733c
+def bent_points(results: 'pd.DataFrame') -> list:
+    "(image, quality) of each encode whose PSNR is no higher than that of a lower quality of the same image."
+    out = []
+    for img, g in results.sort_values('quality').groupby('image'):
+        best_below = g.psnr.cummax().shift(1)
+        out += [(img, q) for q, p, b in zip(g.quality, g.psnr, best_below) if b == b and p <= b]
+    return out
+
+def retry_points(files, out, points, iterations: int, **codec_kw) -> 'pd.DataFrame':
+    "Encode `points` [(image stem, quality)] of folder `out` again with `OverfitCodec(iterations, **codec_kw)`, replacing them."
+    import pandas as pd
+    from pathlib import Path
+    from caelab.container import bitstream_name
+    out, by_stem = Path(out), {Path(f).stem: Path(f) for f in files}
+    for img, q in points:
+        for name in ('results.csv', 'iterations.csv'):
+            df = pd.read_csv(out / name)
+            df = df[~((df.image == img) & (df.quality == q))]
+            tmp = out / (name + '.tmp'); df.to_csv(tmp, index=False); tmp.replace(out / name)
+        (out / bitstream_name(img, q)).unlink(missing_ok=True)
+        encode_set([by_stem[img]], out, (q,), iterations, quiet=True, **codec_kw)
+    return pd.read_csv(out / 'results.csv')
 
 # %% ../nbs/17_overfit.ipynb #da90325b
 def against_anchor(ours: 'pd.DataFrame', per_image: 'pd.DataFrame', anchor: str) -> 'pd.DataFrame':

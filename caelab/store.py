@@ -1105,7 +1105,7 @@ def _write_new(path, write, force: bool):
     try: write(tmp); os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
 
-# %% ../nbs/11_store.ipynb #57b4c2c0
+# %% ../nbs/11_store.ipynb #ac27f435
 def _cmd_put(a) -> int:
     with SecureStore(a.db, init_empty=a.init) as st:
         if a.passphrase:
@@ -1129,7 +1129,8 @@ def _cmd_get(a) -> int:
         if rec.original is None: raise StoreError('this record has no kept original (it was stored without --keep-original)')
         _write_new(a.original, lambda p: p.write_bytes(rec.original), a.force)
     h, w = rec.image.shape[:2]
-    print(f"wrote {a.out} ({w}x{h}, {rec.meta['codec']}, name {rec.meta.get('name')!r})" + (f' and {a.original}' if a.original else ''))
+    print(f"wrote {a.out} ({w}x{h}, {rec.meta['codec']}, name {rec.meta.get('name')!r})" + (f' and {a.original}' if a.original else '')
+          + ('; its pixels match those stored within rounding, not bit for bit' if rec.pixels == 'within rounding' else ''))
     return 0
 
 def _cmd_list(a) -> int:
