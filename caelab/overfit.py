@@ -478,7 +478,7 @@ def iteration_speed(x: torch.Tensor, variants=SPEED_VARIANTS, iters: int = 3, th
             rows.append(dict(variant=name, threads=n, cpu_s_per_it=round(c, 4), wall_s_per_it=round(t, 4), it_per_s=round(1 / t, 2)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #e7772490
+# %% ../nbs/17_overfit.ipynb #7e57fba4
 def _append_rows(path, rows: list):
     "Append dict rows to CSV `path`; if they bring new columns, rewrite it whole (older rows get blanks there)."
     import csv, pandas as pd
@@ -487,7 +487,7 @@ def _append_rows(path, rows: list):
         tmp = path.with_suffix('.tmp'); df.to_csv(tmp, index=False); tmp.replace(path); return
     new = not path.exists()
     with open(path, 'a', newline='') as fh:
-        w = csv.DictWriter(fh, list(rows[0])); new and w.writeheader(); w.writerows(rows)
+        w = csv.DictWriter(fh, list(rows[0]), lineterminator='\n'); new and w.writeheader(); w.writerows(rows)
 
 def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_seconds: float | None = None,
                quiet: bool = False, **codec_kw) -> 'pd.DataFrame':
