@@ -94,14 +94,15 @@ class RateSampler(Callback):
         r = torch.randint(0, self.n_rates, (len(x),)) if self.training else torch.full((len(x),), self.n_rates // 2)
         self.learn.xb, self.learn.yb = (x, r), (x, r)
 
-# %% ../nbs/16_learned_train.ipynb #9b7a7825
+# %% ../nbs/16_learned_train.ipynb #aa568729
 def rd_splitter(model, density: bool = False) -> list:
     """Parameter groups: everything but the quantiles, then (if `density`) the entropy bottlenecks' density
     parameters, then their quantiles."""
     from caelab.entropy import EntropyBottleneck
     aux = [p for n, p in model.named_parameters() if n.endswith('quantiles')]
-    dens = [p for m in model.modules() if isinstance(m, EntropyBottleneck) for p in (*m.matrices, *m.biases, *m.factors)]
-    skip = {id(p) for p in aux + (dens if density else [])}
+    ebs = [m for m in model.modules() if isinstance(m, EntropyBottleneck)] if density else []
+    dens = [p for m in ebs for p in (*m.matrices, *m.biases, *m.factors)]
+    skip = {id(p) for p in aux + dens}
     main = [p for p in model.parameters() if id(p) not in skip]
     return [main, dens, aux] if density else [main, aux]
 
@@ -131,7 +132,7 @@ def evaluate_rates(model, valid: torch.Tensor, n_rates: int = len(LAMBDAS)) -> l
         rows.append((r, bpp.mean().item(), (10 * torch.log10(1 / mse)).mean().item()))
     model.train(was); return rows
 
-# %% ../nbs/16_learned_train.ipynb #b2352ef2
+# %% ../nbs/16_learned_train.ipynb #f3ab5fc6
 LOG_COLUMNS = ['step', 'wall_s', 'cpu_s', 'split', 'rate', 'lambda', 'loss', 'bpp', 'psnr']
 
 def _plain(v):
@@ -168,11 +169,11 @@ def load_training_state(path, model, opt) -> dict:
     if len(ck['opt']['param_groups']) != len(opt.param_groups):
         print(f"{path}: saved with {len(ck['opt']['param_groups'])} parameter groups, now {len(opt.param_groups)}: "
               'the weights resume, the optimiser starts afresh')
-        return {k: ck[k] for k in ('step', 'cpu_s', 'wall_s')}
-    opt.load_state_dict(ck['opt'])
-    for s in opt.state.values():
-        for k in ('exp_avg', 'exp_avg_sq'):
-            if k in s: s[k] = s[k].float()
+    else:
+        opt.load_state_dict(ck['opt'])
+        for s in opt.state.values():
+            for k in ('exp_avg', 'exp_avg_sq'):
+                if k in s: s[k] = s[k].float()
     return {k: ck[k] for k in ('step', 'cpu_s', 'wall_s')}
 
 # %% ../nbs/16_learned_train.ipynb #093f1769

@@ -6,11 +6,11 @@
 __all__ = ['BILINEAR_TAPS', 'CAUSAL', 'STEPS', 'FW', 'LOG_S0', 'LOG_STEP', 'N_SCALES', 'R_MAX', 'FRAC_BITS', 'HEAD',
            'OVERFIT_MAX_LEVELS', 'OVERFIT_MAX_WIDTH', 'N_WEIGHT_TABLES', 'OVERFIT_LAMBDAS', 'OVERFIT_MAX_PIXELS',
            'SPEED_VARIANTS', 'KODAK_RUN', 'CURVE_RUN', 'pyramid_shapes', 'Upsampler', 'contexts', 'ARM', 'soft_round',
-           'Overfit', 'rd_loss', 'evaluate', 'fit', 'warm_start', 'seed_spread', 'compare_steps', 'arm_scales',
-           'arm_table', 'quantize_arm', 'int_arm', 'waves', 'code_levels', 'weight_coder', 'code_ints', 'decode_ints',
-           'ints_bits', 'decoder_tensors', 'arm_linears', 'quantize_decoder', 'choose_exponent', 'write_payload',
-           'read_payload', 'quality_lambda', 'OverfitCodec', 'macs_per_pixel', 'iteration_speed', 'encode_set',
-           'bent_points', 'retry_points', 'against_anchor', 'iteration_curve', 'curve_crop', 'curve_gaps']
+           'Overfit', 'rd_loss', 'evaluate', 'rd_cost', 'fit', 'warm_start', 'seed_spread', 'compare_steps',
+           'arm_scales', 'arm_table', 'quantize_arm', 'int_arm', 'waves', 'code_levels', 'weight_coder', 'code_ints',
+           'decode_ints', 'ints_bits', 'decoder_tensors', 'arm_linears', 'quantize_decoder', 'choose_exponent',
+           'write_payload', 'read_payload', 'quality_lambda', 'OverfitCodec', 'macs_per_pixel', 'iteration_speed',
+           'encode_set', 'bent_points', 'retry_points', 'against_anchor', 'iteration_curve', 'curve_crop', 'curve_gaps']
 
 # %% ../nbs/17_overfit.ipynb #7424ec36
 import math
@@ -116,7 +116,7 @@ def forward(self: Overfit, mode: str = 'noise', T: float = .3) -> tuple:
     y_hat = [_quant(y, mode) for y in self.latents]
     return self.synthesize(y_hat), [self.level_likelihood(l, y) for l, y in enumerate(y_hat)]
 
-# %% ../nbs/17_overfit.ipynb #6edb9615
+# %% ../nbs/17_overfit.ipynb #cbd5285d
 def rd_loss(model: Overfit, x: torch.Tensor, lmbda: float, mode: str, T: float = .3) -> tuple:
     "(λ·255²·MSE + bpp, bpp, MSE) of `model` against the image `x` (1, 3, H, W) in [0, 1]."
     x_hat, liks = model(mode, T)                 # T matters only to 'soft'
@@ -131,6 +131,10 @@ def evaluate(model: Overfit, x: torch.Tensor, lmbda: float = 0.) -> tuple:
     bpp = float(sum(-torch.log2(l).sum() for l in liks)) / (x.shape[-1] * x.shape[-2])
     mse = ((torch.round(x_hat.clamp(0, 1) * 255) / 255 - x) ** 2).mean()
     return bpp, float(10 * torch.log10(1 / mse))
+
+def rd_cost(lmbda: float, bpp, psnr):
+    "λ·255²·MSE + bpp from a PSNR (dB) and a bpp: the loss `fit` minimises, for points already measured."
+    return lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp
 
 # %% ../nbs/17_overfit.ipynb #1d5f7396
 def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: float = 1e-2, noise_frac: float = .75,
@@ -161,7 +165,7 @@ def fit(model: Overfit, x: torch.Tensor, lmbda: float, iters: int = 1000, lr: fl
     finally: model.latents.requires_grad_(True)
     return log
 
-# %% ../nbs/17_overfit.ipynb #3fb31114
+# %% ../nbs/17_overfit.ipynb #a9c6c1e0
 def warm_start(make, x: torch.Tensor, lmbda: float, iters: int, candidates: int = 3, warm: int = 100, seed: int = 0,
                **kw) -> tuple:
     """Fit `candidates` fresh models (`make()` under seeds `seed`, `seed`+1, ...) for the first `warm` iterations of an
@@ -171,11 +175,11 @@ def warm_start(make, x: torch.Tensor, lmbda: float, iters: int, candidates: int 
         torch.manual_seed(seed + k); m, st = make(), {}
         fit(m, x, lmbda, iters, stop=warm, state=st, log_every=max(warm, 1), **kw)
         bpp, psnr = evaluate(m, x)
-        costs.append(lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp)
+        costs.append(rd_cost(lmbda, bpp, psnr))
         if costs[-1] == min(costs): best = (m, st)
     return *best, costs
 
-# %% ../nbs/17_overfit.ipynb #e2fcef70
+# %% ../nbs/17_overfit.ipynb #f6b4cd8d
 def seed_spread(img: np.ndarray, lmbda: float, seeds=range(4), stop: int = 150, iters: int = 600, every: int = 30,
                 levels: int = 7) -> 'pd.DataFrame':
     "Estimated latent bpp, PSNR and R-D cost of fits of `img` from several seeds, every `every` iterations up to `stop`."
@@ -185,7 +189,7 @@ def seed_spread(img: np.ndarray, lmbda: float, seeds=range(4), stop: int = 150, 
         torch.manual_seed(s); m = Overfit(*img.shape[:2], levels)
         for it, sec, bpp, psnr in fit(m, x, lmbda, iters, stop=stop, log_every=every):
             rows.append(dict(seed=s, iteration=it, seconds=sec, latent_bpp=round(bpp, 4), psnr=round(psnr, 3),
-                             cost=round(lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp, 4)))
+                             cost=round(rd_cost(lmbda, bpp, psnr), 4)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/17_overfit.ipynb #cc2e7f09
@@ -315,7 +319,7 @@ def ints_bits(ints: np.ndarray) -> float:
     p = np.where(esc, pmf[n], pmf[np.clip(k, 0, n - 1)]).astype(np.float64)
     return float(-np.log2(p).sum() + ESCAPE_BITS * esc.sum())
 
-# %% ../nbs/17_overfit.ipynb #33c9a49f
+# %% ../nbs/17_overfit.ipynb #fc2bf637
 def decoder_tensors(m: Overfit) -> list:
     "The float parameters a decoder needs besides the ARM, in file order: upsampling taps, synthesis, refinement."
     return [m.up.taps] + list(m.synth.parameters()) + list(m.refine.parameters())
@@ -339,7 +343,7 @@ def choose_exponent(m: Overfit, x: torch.Tensor, lmbda: float, exponents=range(4
         mm = copy.deepcopy(m); arm = quantize_arm(mm.arm); ints = quantize_decoder(mm, e)
         bpp, psnr = evaluate(mm, x)
         wbits = sum(map(ints_bits, ints)) + sum(ints_bits(a.ravel()) for W, b in arm for a in (W, b))
-        rows.append((lmbda * 255 ** 2 * 10 ** (-psnr / 10) + bpp + wbits / npix, e, bpp, wbits / npix, psnr))
+        rows.append((rd_cost(lmbda, bpp + wbits / npix, psnr), e, bpp, wbits / npix, psnr))
     return min(rows)[1], rows
 
 # %% ../nbs/17_overfit.ipynb #deb7b8cc
@@ -478,13 +482,17 @@ def iteration_speed(x: torch.Tensor, variants=SPEED_VARIANTS, iters: int = 3, th
             rows.append(dict(variant=name, threads=n, cpu_s_per_it=round(c, 4), wall_s_per_it=round(t, 4), it_per_s=round(1 / t, 2)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/17_overfit.ipynb #7e57fba4
+# %% ../nbs/17_overfit.ipynb #c75aa029
+def _replace_csv(df, path):
+    "Write `df` to CSV `path` atomically (a temporary file, then a rename)."
+    tmp = path.with_name(path.name + '.tmp'); df.to_csv(tmp, index=False); tmp.replace(path)
+
 def _append_rows(path, rows: list):
     "Append dict rows to CSV `path`; if they bring new columns, rewrite it whole (older rows get blanks there)."
     import csv, pandas as pd
     if path.exists() and list(pd.read_csv(path, nrows=0).columns) != list(rows[0]):
         df = pd.concat([pd.read_csv(path), pd.DataFrame(rows)], ignore_index=True)
-        tmp = path.with_suffix('.tmp'); df.to_csv(tmp, index=False); tmp.replace(path); return
+        _replace_csv(df, path); return
     new = not path.exists()
     with open(path, 'a', newline='') as fh:
         w = csv.DictWriter(fh, list(rows[0]), lineterminator='\n'); new and w.writeheader(); w.writerows(rows)
@@ -524,7 +532,7 @@ def encode_set(files, out, qualities=(2, 3, 4, 5), iterations: int = 2000, max_s
 # %% ../nbs/17_overfit.ipynb #8eb6d385
 KODAK_RUN = dict(images=[f'kodim{i:02d}' for i in range(1, 7)], qualities=(2, 3, 4, 5), iterations=600)
 
-# %% ../nbs/17_overfit.ipynb #a021733c
+# %% ../nbs/17_overfit.ipynb #044b16f8
 def bent_points(results: 'pd.DataFrame') -> list:
     "(image, quality) of each encode whose PSNR is no higher than that of a lower quality of the same image."
     out = []
@@ -542,8 +550,7 @@ def retry_points(files, out, points, iterations: int, **codec_kw) -> 'pd.DataFra
     for img, q in points:
         for name in ('results.csv', 'iterations.csv'):
             df = pd.read_csv(out / name)
-            df = df[~((df.image == img) & (df.quality == q))]
-            tmp = out / (name + '.tmp'); df.to_csv(tmp, index=False); tmp.replace(out / name)
+            _replace_csv(df[~((df.image == img) & (df.quality == q))], out / name)
         (out / bitstream_name(img, q)).unlink(missing_ok=True)
         encode_set([by_stem[img]], out, (q,), iterations, quiet=True, **codec_kw)
     return pd.read_csv(out / 'results.csv')
